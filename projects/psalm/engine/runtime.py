@@ -1,0 +1,52 @@
+# Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+"""Config preparation shared by ``tools/train.py`` and ``tools/test.py``."""
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+
+
+def prepare_config(cfg: Config, config_path: str, launcher: str,
+                   cfg_options: Optional[dict], work_dir: Optional[str]) -> Config:
+    """Apply the command-line settings every tool shares.
+
+    * ``--cfg-options`` are merged first, so they can change anything;
+    * the work dir defaults to ``./work_dirs/<config name>``;
+    * distributed runs without CUDA use the gloo backend (nccl needs GPUs),
+      so ``tools/dist_train.sh CONFIG 2`` also works on a CPU machine
+      (with :func:`init_cpu_distributed`).
+    """
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        env_cfg = cfg.setdefault('env_cfg', {})
+        env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        # DDP of a CPU module takes no device ids (mmengine passes the rank)
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def init_cpu_distributed(launcher: str) -> None:
+    """Start the gloo process group of a torchrun launch without CUDA.
+
+    mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device``, which a
+    CPU-only torch does not have; the Runner skips its own initialisation
+    when a process group already exists. Does nothing with CUDA or another
+    launcher.
+    """
+    import torch.distributed as dist
+    if (launcher == 'pytorch' and not torch.cuda.is_available()
+            and not dist.is_initialized()):
+        dist.init_process_group(backend='gloo')

@@ -1,0 +1,1 @@
+# Copyright (c) PSALM-OpenMMLab authors. All rights reserved.

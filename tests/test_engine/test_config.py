@@ -1,0 +1,60 @@
+# Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+"""Config inheritance, --cfg-options overrides and the CPU launcher fallback."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from projects.psalm.engine import prepare_config
+
+SMOKE = 'configs/smoke/mask2former_swin-tiny_1xb2-60it_coco-sample.py'
+
+
+@pytest.fixture
+def smoke_cfg(repo_root):
+    return Config.fromfile(osp.join(repo_root, SMOKE))
+
+
+def test_inherits_default_runtime(smoke_cfg):
+    # from _base_/default_runtime.py
+    assert smoke_cfg.default_scope == 'mmdet'
+    assert smoke_cfg.custom_imports.imports == ['projects.psalm']
+    assert dict(type='SafeCheckpointHook') in smoke_cfg.custom_hooks
+    # a child key merged into a base dict keeps the other base keys
+    assert smoke_cfg.default_hooks.logger.interval == 10
+    assert smoke_cfg.default_hooks.logger.type == 'LoggerHook'
+    assert smoke_cfg.default_hooks.timer.type == 'IterTimerHook'
+
+
+def test_cfg_options_override(smoke_cfg, tmp_path):
+    action = DictAction(option_strings=['--cfg-options'], dest='o')
+    parsed = {}
+    for item in ['train_dataloader.batch_size=1', 'optim_wrapper.optimizer.lr=0.5',
+                 'model.backbone.depths=[2,2,2,2]']:
+        key, value = item.split('=', 1)
+        parsed[key] = action._parse_iterable(value)
+    cfg = prepare_config(smoke_cfg, SMOKE, 'none', parsed, str(tmp_path))
+    assert cfg.train_dataloader.batch_size == 1
+    assert cfg.optim_wrapper.optimizer.lr == 0.5
+    assert cfg.model.backbone.depths == [2, 2, 2, 2]
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'  # untouched sibling
+    assert cfg.work_dir == str(tmp_path)
+
+
+def test_default_work_dir_and_cpu_backend(smoke_cfg):
+    cfg = prepare_config(smoke_cfg, SMOKE, 'pytorch', None, None)
+    assert cfg.work_dir == osp.join('./work_dirs',
+                                    'mask2former_swin-tiny_1xb2-60it_coco-sample')
+    # no CUDA here: distributed runs must use gloo
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+
+def test_every_config_parses(repo_root):
+    paths = [p for p in glob.glob(osp.join(repo_root, 'configs', '**', '*.py'),
+                                  recursive=True) if '_base_' not in p]
+    assert paths
+    for path in paths:
+        cfg = Config.fromfile(path)
+        assert cfg.default_scope == 'mmdet', path
+        assert 'projects.psalm' in cfg.custom_imports.imports, path
