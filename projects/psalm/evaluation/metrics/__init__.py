@@ -1,0 +1,12 @@
+# Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+"""PSALM metrics, registered in ``mmdet.registry.METRICS``."""
+from .interactive_seg_metric import InteractiveSegMetric
+from .panoptic_metric import PSALMPanopticMetric
+from .refer_seg_metric import GRESMetric, ReferSegMetric
+from .vos_metric import VOSMetric
+from .vqa_metric import VQAMetric
+
+__all__ = [
+    'PSALMPanopticMetric', 'ReferSegMetric', 'GRESMetric',
+    'InteractiveSegMetric', 'VOSMetric', 'VQAMetric'
+]
