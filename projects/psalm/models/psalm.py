@@ -1,0 +1,394 @@
+# Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+"""The PSALM model (paper Fig. 2): one straight line from pixels to masks.
+
+1. vision encoder (Swin, frozen, run ONCE per image) -> 4 feature levels;
+2. projector (last level) -> image tokens in the LLM width;
+3. input schema: conversation, task instruction, condition prompt and mask
+   tokens -> ``inputs_embeds`` with the span of every condition;
+4. LLM (Phi) -> hidden states;
+5. condition encoder: condition embeddings (classifier weights) and the
+   projected mask-token outputs (decoder queries);
+6. mask generator (pixel decoder on the SAME Swin features + Mask2Former
+   decoder) -> masks and condition logits, 10 outputs (deep supervision);
+7. loss: Hungarian matching loss (+ next-token loss for conversations);
+   predict: per-task post-processing into mmdet/mmseg data samples.
+
+The task is data (``data_sample.metainfo['prompt']['task']``), not a class
+hierarchy; a batch holds one task (the multi-task sampler guarantees it).
+
+Data-sample contract (filled by the PSALM pipelines):
+
+* ``metainfo['prompt']``: the :class:`InputSchema` prompt dict (``task`` and
+  ``class_names`` / ``sentences`` / ``num_regions`` / ``conversations``);
+* ``metainfo['is_thing']`` (panoptic): one bool per class name;
+* ``gt_instances.masks`` / ``gt_instances.labels`` (training): target masks;
+  labels index ``class_names`` (category) or the visual prompt of each target
+  (visual); unused for sentences (every target belongs to the sentence);
+* ``prompt_masks``: ``[K, H, W]`` visual-prompt masks (visual tasks).
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.structures import InstanceData, PixelData
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample, SampleList
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from .inference import (category_inference, gres_inference,
+                        referring_inference, visual_prompt_inference)
+from .lmm.input_schema import TASK_CONDITIONS, SequenceSpec
+
+CATEGORY_TASKS = ('panoptic', 'semantic', 'instance')
+
+
+@MODELS.register_module()
+class PSALM(BaseModel):
+    """Pixelwise SegmentAtion with Large Multi-modal Model.
+
+    Args:
+        backbone (dict): Vision encoder (mmdet ``SwinTransformer``).
+        projector (dict): Vision-language projector.
+        language_model (dict): :class:`PhiLanguageModel` config.
+        input_schema (dict): :class:`InputSchema` config (its tokenizer is the
+            language model's).
+        condition_encoder (dict): :class:`ConditionEncoder` config.
+        mask_generator (dict): :class:`MaskGenerator` config.
+        criterion (dict): :class:`PSALMCriterion` config.
+        freeze_backbone (bool): Keep the vision encoder frozen and in eval
+            mode (paper: frozen in both stages). Defaults to True.
+        shuffle_categories (bool): Shuffle the order of the class names in
+            training prompts (official augmentation); the embeddings are put
+            back in canonical order, ``background`` stays last.
+        lm_loss_weight (float): Weight of the next-token loss of
+            conversation samples.
+        test_cfg (dict, optional): Post-processing settings:
+            ``object_mask_thr``, ``iou_thr``, ``max_per_image``,
+            ``gres_threshold``, ``max_new_tokens``.
+        data_preprocessor (dict, optional): :class:`PSALMDataPreprocessor`.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 projector: ConfigType,
+                 language_model: ConfigType,
+                 input_schema: ConfigType,
+                 condition_encoder: ConfigType,
+                 mask_generator: ConfigType,
+                 criterion: ConfigType,
+                 freeze_backbone: bool = True,
+                 shuffle_categories: bool = True,
+                 lm_loss_weight: float = 1.0,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.projector = MODELS.build(projector)
+        self.language_model = MODELS.build(language_model)
+        self.input_schema = MODELS.build(
+            input_schema,
+            default_args=dict(tokenizer=self.language_model.tokenizer))
+        llm_dims = self.language_model.hidden_size
+        self.condition_encoder = MODELS.build(
+            condition_encoder, default_args=dict(llm_dims=llm_dims))
+        self.mask_generator = MODELS.build(mask_generator)
+        self.criterion = MODELS.build(criterion)
+
+        num_queries = self.mask_generator.num_queries
+        if self.mask_generator.decoupled:
+            if num_queries != self.input_schema.num_mask_tokens:
+                raise ValueError(
+                    f'the mask generator has {num_queries} queries but the '
+                    f'input schema {self.input_schema.num_mask_tokens} mask '
+                    'tokens')
+            # the learnable mask tokens (official: zero-initialised)
+            self.mask_tokens = nn.Parameter(torch.zeros(num_queries, llm_dims))
+        elif self.input_schema.mask_token_position != 'bypass':
+            raise ValueError('the non-decoupled mask generator takes no mask '
+                             "tokens: set input_schema.mask_token_position="
+                             "'bypass'")
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+        self.shuffle_categories = shuffle_categories
+        self.lm_loss_weight = lm_loss_weight
+        self.test_cfg = dict(
+            object_mask_thr=0.8, iou_thr=0.8, max_per_image=100,
+            gres_threshold=0.6, max_new_tokens=64)
+        self.test_cfg.update(test_cfg or {})
+
+    # ------------------------------------------------------------------
+    # set-up
+    # ------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Initialise every part except the language model.
+
+        mmengine calls ``init_weights`` on every child; the Hugging Face
+        weights of the LLM (pretrained, or its own init for random configs)
+        must never be re-initialised by it.
+        """
+        for name, child in self.named_children():
+            if name != 'language_model' and hasattr(child, 'init_weights'):
+                child.init_weights()
+        self._is_init = True
+
+    def train(self, mode: bool = True) -> 'PSALM':
+        """Keep a frozen vision encoder in eval mode (no DropPath)."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    # ------------------------------------------------------------------
+    # the forward line
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _batch_task(data_samples: SampleList) -> str:
+        tasks = {sample.metainfo['prompt']['task'] for sample in data_samples}
+        if len(tasks) != 1:
+            raise ValueError(f'a batch must hold one task, got {sorted(tasks)} '
+                             '(use the multi-task batch sampler)')
+        return tasks.pop()
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[List[Tensor], Tensor]:
+        """Run the vision encoder once and the projector.
+
+        Args:
+            inputs (Tensor): ``[B, 3, H, W]`` normalised images.
+
+        Returns:
+            tuple: the 4 Swin levels (strides 4..32) and the image tokens
+            ``[B, Ni, D]``.
+        """
+        if self.freeze_backbone:
+            with torch.no_grad():
+                feats = list(self.backbone(inputs))
+        else:
+            feats = list(self.backbone(inputs))
+        image_tokens = self.projector(feats[-1])
+        return feats, image_tokens
+
+    def _prompts(self, data_samples: SampleList,
+                 task: str) -> Tuple[List[dict], List[Optional[Tensor]]]:
+        """The prompts of the batch; in training, category prompts get a
+        random class order. Returns the prompts and, per sample, the index
+        that puts the pooled embeddings back in canonical order."""
+        prompts, restore = [], []
+        for sample in data_samples:
+            prompt = dict(sample.metainfo['prompt'])
+            prompt.setdefault('sample_id', sample.metainfo.get('img_path'))
+            order = None
+            if (task in CATEGORY_TASKS and self.training
+                    and self.shuffle_categories):
+                names = list(prompt['class_names'])
+                perm = torch.randperm(len(names))
+                prompt['class_names'] = [names[i] for i in perm]
+                order = torch.argsort(perm)
+            if TASK_CONDITIONS[task] == 'visual':
+                prompt['num_regions'] = len(sample.prompt_masks)
+            prompts.append(prompt)
+            restore.append(order)
+        return prompts, restore
+
+    def _run_lmm(self, inputs: Tensor, data_samples: SampleList, task: str
+                 ) -> Tuple[List[Tensor], Dict, Tensor, List[SequenceSpec]]:
+        """Steps 1-4: features, prompts, LLM.
+
+        Returns:
+            tuple: Swin levels, the assembled batch, the LLM hidden states
+            ``[B, L, D]`` and the restore orders of shuffled categories.
+        """
+        feats, image_tokens = self.extract_feat(inputs)
+        prompts, restore = self._prompts(data_samples, task)
+        specs = [self.input_schema.build(prompt) for prompt in prompts]
+        region_embeds = None
+        if TASK_CONDITIONS[task] == 'visual':
+            grid = self.projector_grid(feats[-1].shape[-2:],
+                                       image_tokens.shape[1])
+            region_embeds = self.condition_encoder.encode_visual_prompts(
+                image_tokens, grid,
+                [sample.prompt_masks for sample in data_samples])
+        mask_tokens = None
+        if (self.mask_generator.decoupled
+                and self.input_schema.mask_token_position != 'bypass'
+                and TASK_CONDITIONS[task] is not None):
+            mask_tokens = self.mask_tokens
+        batch = self.input_schema.assemble(specs,
+                                           self.language_model.embed_tokens,
+                                           image_tokens, mask_tokens,
+                                           region_embeds)
+        hidden = self.language_model(batch['inputs_embeds'],
+                                     batch['attention_mask'])  # [B, L, D]
+        return feats, batch, hidden, restore
+
+    @staticmethod
+    def projector_grid(feat_size: Sequence[int],
+                       num_tokens: int) -> Tuple[int, int]:
+        """``(h, w)`` of the image-token grid for a last level of
+        ``feat_size`` (the projectors downsample both sides alike)."""
+        height, width = feat_size
+        stride = math.sqrt(height * width / num_tokens)
+        grid = (math.ceil(height / stride - 1e-6),
+                math.ceil(width / stride - 1e-6))
+        if grid[0] * grid[1] != num_tokens:
+            raise ValueError(f'cannot lay {num_tokens} image tokens on a grid '
+                             f'for a {height}x{width} feature map')
+        return grid
+
+    def _segment(self, inputs: Tensor, data_samples: SampleList, task: str
+                 ) -> Tuple[List[Tensor], List[Tensor], Tensor, str]:
+        """Steps 1-6 for a segmentation batch.
+
+        Returns:
+            tuple: per-output class logits ``[B, N, K]`` and mask logits
+            ``[B, N, H/4, W/4]``, the condition mask ``[B, K]`` and the
+            condition type.
+        """
+        cond_type = TASK_CONDITIONS[task]
+        feats, batch, hidden, restore = self._run_lmm(inputs, data_samples,
+                                                      task)
+        cond_embeds, cond_mask = self.condition_encoder(
+            hidden, batch['cond_spans'], cond_type)  # [B, K, C], [B, K]
+        for b, order in enumerate(restore):
+            if order is not None:  # background (last) keeps its place
+                num = len(order)
+                cond_embeds[b, :num] = cond_embeds[b, :num][order]
+        queries = None
+        if self.mask_generator.decoupled:
+            if 'mask_index' in batch:  # suffix / prefix: LLM outputs
+                index = batch['mask_index'][..., None].expand(
+                    -1, -1, hidden.shape[-1])
+                states = hidden.gather(1, index)  # [B, N, D]
+            else:  # bypass: the mask tokens skip the LLM (Tab. 2)
+                states = self.mask_tokens[None].expand(len(data_samples), -1,
+                                                       -1)
+            queries = self.condition_encoder.project_queries(states)
+        all_cls, all_masks = self.mask_generator(feats, queries, cond_embeds,
+                                                 cond_mask, cond_type)
+        return all_cls, all_masks, cond_mask, cond_type
+
+    # ------------------------------------------------------------------
+    # BaseModel API
+    # ------------------------------------------------------------------
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor') -> Union[Dict[str, Tensor], list,
+                                               Tuple[List[Tensor], ...]]:
+        """``mode``: ``'loss'`` -> losses, ``'predict'`` -> data samples,
+        ``'tensor'`` -> raw (class logits, mask logits) of every output."""
+        if data_samples is None:
+            raise ValueError('PSALM needs data samples carrying the prompts')
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            task = self._batch_task(data_samples)
+            if TASK_CONDITIONS[task] is None:
+                return self._run_lmm(inputs, data_samples, task)[2]
+            return self._segment(inputs, data_samples, task)[:2]
+        raise ValueError(f'invalid mode {mode!r}; use loss, predict or tensor')
+
+    def loss(self, inputs: Tensor,
+             data_samples: SampleList) -> Dict[str, Tensor]:
+        """Matching loss for segmentation batches, next-token loss for
+        conversation batches."""
+        task = self._batch_task(data_samples)
+        if TASK_CONDITIONS[task] is None:
+            _, batch, hidden, _ = self._run_lmm(inputs, data_samples, task)
+            loss = self.language_model.lm_loss(hidden, batch['labels'])
+            return dict(loss_lm=loss * self.lm_loss_weight)
+        all_cls, all_masks, cond_mask, cond_type = self._segment(
+            inputs, data_samples, task)
+        gt_masks, gt_labels = [], []
+        for sample in data_samples:
+            instances = sample.gt_instances
+            masks = instances.masks
+            if hasattr(masks, 'to_tensor'):  # BitmapMasks
+                masks = masks.to_tensor(torch.bool, inputs.device)
+            gt_masks.append(masks)  # [T_b, H, W]
+            gt_labels.append(instances.labels.to(inputs.device).long())
+        return self.criterion(all_cls, all_masks, gt_masks, gt_labels,
+                              cond_type, cond_mask)
+
+    def predict(self, inputs: Tensor,
+                data_samples: SampleList) -> SampleList:
+        """Per-task post-processing into the data samples."""
+        task = self._batch_task(data_samples)
+        if TASK_CONDITIONS[task] is None:
+            return self._predict_text(inputs, data_samples, task)
+        all_cls, all_masks, cond_mask, _ = self._segment(
+            inputs, data_samples, task)
+        cls_logits, mask_logits = all_cls[-1], all_masks[-1]
+        pad_shape = inputs.shape[-2:]
+        for b, sample in enumerate(data_samples):
+            shapes = (pad_shape, sample.metainfo['img_shape'],
+                      sample.metainfo['ori_shape'])
+            valid = cond_mask[b]
+            logits = cls_logits[b][:, valid]  # [N, K_b]
+            self._fill_prediction(sample, task, logits, mask_logits[b],
+                                  shapes)
+        return data_samples
+
+    def _fill_prediction(self, sample: DetDataSample, task: str,
+                         logits: Tensor, masks: Tensor,
+                         shapes: Tuple) -> None:
+        """Turn one image's logits into ``pred_*`` fields."""
+        cfg = self.test_cfg
+        if task in CATEGORY_TASKS:
+            out = category_inference(
+                logits, masks, *shapes,
+                is_thing=sample.metainfo.get('is_thing'),
+                object_mask_thr=cfg['object_mask_thr'],
+                iou_thr=cfg['iou_thr'],
+                max_per_image=cfg['max_per_image'],
+                panoptic=task == 'panoptic',
+                instance=task in ('panoptic', 'instance'),
+                semantic=task in ('panoptic', 'semantic'))
+            if out.get('pan_seg') is not None:
+                sample.pred_panoptic_seg = PixelData(sem_seg=out['pan_seg'][None])
+            if out.get('instances') is not None:
+                sample.pred_instances = out['instances']
+            if out.get('sem_seg') is not None:
+                sample.pred_sem_seg = PixelData(
+                    sem_seg=out['sem_seg'].argmax(0, keepdim=True))
+            return
+        if task == 'referring':
+            mask, score = referring_inference(logits, masks, *shapes)
+            sample.pred_instances = InstanceData(
+                masks=mask[None], scores=masks.new_tensor([score]))
+        elif task == 'gres':
+            mask, _ = gres_inference(
+                logits, masks, *shapes, threshold=cfg['gres_threshold'])
+            sample.pred_instances = InstanceData(
+                masks=mask[None],
+                scores=masks.new_tensor([float(mask.any())]))
+        else:  # interactive / vos: one mask per visual prompt
+            region_masks, scores, _ = visual_prompt_inference(
+                logits, masks, *shapes)
+            sample.pred_instances = InstanceData(
+                masks=region_masks, scores=scores,
+                labels=torch.arange(len(scores), device=scores.device))
+
+    def _predict_text(self, inputs: Tensor, data_samples: SampleList,
+                      task: str) -> SampleList:
+        """Answer the open human turn of every conversation."""
+        _, image_tokens = self.extract_feat(inputs)
+        prompts, _ = self._prompts(data_samples, task)
+        specs = [self.input_schema.build(prompt) for prompt in prompts]
+        batch = self.input_schema.assemble(specs,
+                                           self.language_model.embed_tokens,
+                                           image_tokens)
+        texts = self.language_model.generate(
+            batch['inputs_embeds'], batch['attention_mask'],
+            max_new_tokens=self.test_cfg['max_new_tokens'])
+        for sample, text in zip(data_samples, texts):
+            sample.pred_text = text
+        return data_samples
