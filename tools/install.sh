@@ -65,7 +65,10 @@ else
   echo "[install] this COMPILES ~77 C++ units (about 30 min on 2 cores; progress below)."
   # -v shows the build; keep only ninja's [n/N] progress lines and errors
   pipi -v --no-deps --no-build-isolation "mmcv==2.1.0" 2>&1 | awk '
-    /^\[[0-9]+\/[0-9]+\]/ { n = split($0, w, " "); printf "[install] mmcv build %s %s\n", w[1], w[n]; fflush(); next }
+    match($0, /\[[0-9]+\/[0-9]+\]/) {
+      step = substr($0, RSTART, RLENGTH); src = ""
+      if (match($0, /[^ \/]+\.(cpp|cu)( |$)/)) src = substr($0, RSTART, RLENGTH)
+      printf "[install] mmcv build %s %s\n", step, src; fflush(); next }
     /[Ee]rror|Successfully installed|Processing .*mmcv.*\.whl/ { print "[install] " $0; fflush() }'
   "$PY" -c "import mmcv._ext" 2>/dev/null || { echo "[install] mmcv was installed without its compiled ops" >&2; exit 1; }
   # a source build carries ~80 MB of debug info
