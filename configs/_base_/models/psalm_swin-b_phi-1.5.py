@@ -9,6 +9,25 @@ llm_dims = 2048
 embed_dims = 256
 num_mask_tokens = 100
 image_size = 1024
+# Phi-1.5's architecture (HF PhiConfig), for building without local weights
+# (e.g. shape and parameter checks on the meta device):
+# language_model=dict(pretrained=None, config=phi_1_5_config)
+phi_1_5_config = dict(
+    vocab_size=51200,
+    hidden_size=llm_dims,
+    intermediate_size=8192,
+    num_hidden_layers=24,
+    num_attention_heads=32,
+    hidden_act='gelu_new',
+    max_position_embeddings=2048,
+    layer_norm_eps=1e-5,
+    rope_theta=10000.0,
+    partial_rotary_factor=0.5,
+    qk_layernorm=False,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attention_dropout=0.0,
+    tie_word_embeddings=False)
 
 model = dict(
     type='PSALM',

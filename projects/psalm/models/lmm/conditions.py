@@ -29,8 +29,8 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
+from ..mask_generator.mask_generator import COND_TYPES
 
-COND_TYPES = ('category', 'sentence', 'visual')
 
 
 def span_pooling_weights(spans: List[Tensor], length: int, mode: str,
