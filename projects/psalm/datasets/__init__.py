@@ -1,1 +1,17 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+from .coco_interactive import COCOInteractiveDataset
+from .coco_panoptic import LoadPanopticSegments, PSALMCocoPanopticDataset
+from .grefcoco import PSALMGRefCocoDataset
+from .llava import LLaVACaptionDataset, LLaVAInstructDataset, VQADataset
+from .refcoco import PSALMRefCocoDataset
+from .samplers import MultiTaskBatchSampler
+from .transforms import (PSALM_META_KEYS, LoadVisualPrompts, PackPSALMInputs,
+                         ResizeVisualPrompts)
+
+__all__ = [
+    'PSALMCocoPanopticDataset', 'LoadPanopticSegments', 'PSALMRefCocoDataset',
+    'PSALMGRefCocoDataset', 'LLaVAInstructDataset', 'LLaVACaptionDataset',
+    'VQADataset', 'PackPSALMInputs', 'PSALM_META_KEYS',
+    'COCOInteractiveDataset', 'LoadVisualPrompts', 'MultiTaskBatchSampler',
+    'ResizeVisualPrompts'
+]

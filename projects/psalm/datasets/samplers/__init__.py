@@ -1,1 +1,4 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+from .multi_task_sampler import MultiTaskBatchSampler
+
+__all__ = ['MultiTaskBatchSampler']
