@@ -84,7 +84,7 @@ def test_paper_defaults_differ_from_official_where_the_paper_says(repo_root):
     assert '[REF]' in cfg.language_model.added_tokens
     assert cfg.condition_encoder.visual_pooling == 'mask_avg'
     assert cfg.input_schema.mask_token_position == 'suffix'
-    assert cfg.freeze_backbone
+    assert cfg.frozen_modules == ('backbone', )
 
 
 def test_paper_projector_gives_256_tokens(paper_model):

@@ -172,3 +172,20 @@ def test_overfit_one_sample(repo_root, real_sample, task):
     # query may change between steps), interactive 40.1 -> 5.5, vqa 10.9 -> 0.03
     first, last = history[0], min(history[-10:])
     assert last < first / 3, f'{task}: loss {first:.3f} -> {last:.3f}'
+
+
+def test_stage1_freezes_all_but_the_projector(repo_root, real_sample):
+    frozen = ['backbone', 'language_model', 'condition_encoder',
+              'mask_generator', 'mask_tokens']
+    model = build_tiny_psalm(
+        repo_root, {'model.frozen_modules': frozen}).train()
+    trainable = {n.split('.')[0] for n, p in model.named_parameters()
+                 if p.requires_grad}
+    assert trainable == {'projector'}
+    assert not model.language_model.training
+    data = model.data_preprocessor(real_sample.batch('caption', 1), True)
+    model(**data, mode='loss')['loss_lm'].backward()
+    assert all(p.grad is not None for p in model.projector.parameters())
+    assert all(p.grad is None for p in model.language_model.parameters())
+    with pytest.raises(ValueError, match='unknown frozen_modules'):
+        build_tiny_psalm(repo_root, {'model.frozen_modules': ['swin']})

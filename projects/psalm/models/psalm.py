@@ -58,8 +58,11 @@ class PSALM(BaseModel):
         condition_encoder (dict): :class:`ConditionEncoder` config.
         mask_generator (dict): :class:`MaskGenerator` config.
         criterion (dict): :class:`PSALMCriterion` config.
-        freeze_backbone (bool): Keep the vision encoder frozen and in eval
-            mode (paper: frozen in both stages). Defaults to True.
+        frozen_modules (Sequence[str]): Parts that are not trained and stay in
+            eval mode: any of ``backbone``, ``projector``,
+            ``language_model``, ``condition_encoder``, ``mask_generator``,
+            ``mask_tokens``. Stage 2 (paper): only the vision encoder; stage 1
+            (alignment): everything but the projector.
         shuffle_categories (bool): Shuffle the order of the class names in
             training prompts (official augmentation); the embeddings are put
             back in canonical order, ``background`` stays last.
@@ -72,6 +75,9 @@ class PSALM(BaseModel):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    PARTS = ('backbone', 'projector', 'language_model', 'condition_encoder',
+             'mask_generator', 'mask_tokens')
+
     def __init__(self,
                  backbone: ConfigType,
                  projector: ConfigType,
@@ -80,7 +86,7 @@ class PSALM(BaseModel):
                  condition_encoder: ConfigType,
                  mask_generator: ConfigType,
                  criterion: ConfigType,
-                 freeze_backbone: bool = True,
+                 frozen_modules: Sequence[str] = ('backbone', ),
                  shuffle_categories: bool = True,
                  lm_loss_weight: float = 1.0,
                  test_cfg: OptConfigType = None,
@@ -113,9 +119,15 @@ class PSALM(BaseModel):
             raise ValueError('the non-decoupled mask generator takes no mask '
                              "tokens: set input_schema.mask_token_position="
                              "'bypass'")
-        self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
+        unknown = set(frozen_modules) - set(self.PARTS)
+        if unknown:
+            raise ValueError(f'unknown frozen_modules {sorted(unknown)}; '
+                             f'choose among {self.PARTS}')
+        self.frozen_modules = tuple(frozen_modules)
+        for name in self.frozen_modules:
+            part = getattr(self, name, None)  # no mask_tokens if not decoupled
+            if part is not None:
+                part.requires_grad_(False)
         self.shuffle_categories = shuffle_categories
         self.lm_loss_weight = lm_loss_weight
         self.test_cfg = dict(
@@ -139,10 +151,12 @@ class PSALM(BaseModel):
         self._is_init = True
 
     def train(self, mode: bool = True) -> 'PSALM':
-        """Keep a frozen vision encoder in eval mode (no DropPath)."""
+        """Keep frozen parts in eval mode (no DropPath, BN running stats)."""
         super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()
+        for name in self.frozen_modules:
+            part = getattr(self, name, None)
+            if isinstance(part, nn.Module):
+                part.eval()
         return self
 
     # ------------------------------------------------------------------
@@ -166,7 +180,7 @@ class PSALM(BaseModel):
             tuple: the 4 Swin levels (strides 4..32) and the image tokens
             ``[B, Ni, D]``.
         """
-        if self.freeze_backbone:
+        if 'backbone' in self.frozen_modules:
             with torch.no_grad():
                 feats = list(self.backbone(inputs))
         else:
