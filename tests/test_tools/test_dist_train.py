@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -10,6 +11,12 @@ import pytest
 import torch
 
 SMOKE = 'configs/smoke/mask2former_swin-tiny_1xb2-60it_coco-sample.py'
+
+
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
 
 
 def run(cmd, cwd, env=None, timeout=600):
@@ -24,7 +31,7 @@ def run(cmd, cwd, env=None, timeout=600):
 @pytest.mark.timeout(900)
 def test_dist_train_two_cpu_processes_then_test(repo_root, tmp_path):
     work_dir = str(tmp_path / 'dist')
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517',
+    env = dict(os.environ, PYTHON=sys.executable, PORT=free_port(),
                CUDA_VISIBLE_DEVICES='')
     run(['bash', 'tools/dist_train.sh', SMOKE, '2', '--work-dir', work_dir,
          '--cfg-options', 'train_cfg.max_iters=6', 'train_cfg.val_interval=6',
