@@ -26,7 +26,6 @@ Data-sample contract (filled by the PSALM pipelines):
   (visual); unused for sentences (every target belongs to the sentence);
 * ``prompt_masks``: ``[K, H, W]`` visual-prompt masks (visual tasks).
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -223,8 +222,7 @@ class PSALM(BaseModel):
         specs = [self.input_schema.build(prompt) for prompt in prompts]
         region_embeds = None
         if TASK_CONDITIONS[task] == 'visual':
-            grid = self.projector_grid(feats[-1].shape[-2:],
-                                       image_tokens.shape[1])
+            grid = self.projector.grid_size(feats[-1].shape[-2:])
             region_embeds = self.condition_encoder.encode_visual_prompts(
                 image_tokens, grid,
                 [sample.prompt_masks for sample in data_samples])
@@ -241,20 +239,6 @@ class PSALM(BaseModel):
                                      batch['attention_mask'])  # [B, L, D]
         return feats, batch, hidden, restore
 
-    @staticmethod
-    def projector_grid(feat_size: Sequence[int],
-                       num_tokens: int) -> Tuple[int, int]:
-        """``(h, w)`` of the image-token grid for a last level of
-        ``feat_size`` (the projectors downsample both sides alike)."""
-        height, width = feat_size
-        stride = math.sqrt(height * width / num_tokens)
-        grid = (math.ceil(height / stride - 1e-6),
-                math.ceil(width / stride - 1e-6))
-        if grid[0] * grid[1] != num_tokens:
-            raise ValueError(f'cannot lay {num_tokens} image tokens on a grid '
-                             f'for a {height}x{width} feature map')
-        return grid
-
     def _segment(self, inputs: Tensor, data_samples: SampleList, task: str
                  ) -> Tuple[List[Tensor], List[Tensor], Tensor, str]:
         """Steps 1-6 for a segmentation batch.
@@ -269,10 +253,17 @@ class PSALM(BaseModel):
                                                       task)
         cond_embeds, cond_mask = self.condition_encoder(
             hidden, batch['cond_spans'], cond_type)  # [B, K, C], [B, K]
-        for b, order in enumerate(restore):
-            if order is not None:  # background (last) keeps its place
-                num = len(order)
-                cond_embeds[b, :num] = cond_embeds[b, :num][order]
+        if any(order is not None for order in restore):
+            # shuffled class names back in canonical order; background (last)
+            # and padding keep their places
+            index = torch.arange(cond_embeds.shape[1],
+                                 device=cond_embeds.device).repeat(
+                                     len(restore), 1)  # [B, K]
+            for b, order in enumerate(restore):
+                if order is not None:
+                    index[b, :len(order)] = order.to(index.device)
+            cond_embeds = cond_embeds.gather(
+                1, index[..., None].expand_as(cond_embeds))
         queries = None
         if self.mask_generator.decoupled:
             if 'mask_index' in batch:  # suffix / prefix: LLM outputs

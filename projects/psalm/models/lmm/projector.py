@@ -1,6 +1,6 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 """Vision-language projectors: last Swin level -> LLM image tokens."""
-from typing import Optional
+from typing import Optional, Tuple
 
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
@@ -13,6 +13,11 @@ from mmdet.utils import ConfigType, OptMultiConfig
 def _to_tokens(x: Tensor) -> Tensor:
     """Flatten a feature map ``[B, C, H, W]`` into tokens ``[B, HW, C]``."""
     return x.flatten(2).transpose(1, 2)
+
+
+def _strided_grid(feat_size: Tuple[int, int], stride: int) -> Tuple[int, int]:
+    """Output size of a 3x3 (padding 1) or 1x1 convolution with ``stride``."""
+    return tuple((size - 1) // stride + 1 for size in feat_size)
 
 
 @MODELS.register_module()
@@ -39,9 +44,14 @@ class ConvLinearProjector(BaseModule):
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         conv_channels = conv_channels or out_channels
+        self.stride = stride
         self.conv = nn.Conv2d(
             in_channels, conv_channels, 3, stride=stride, padding=1)
         self.fc = nn.Linear(conv_channels, out_channels)
+
+    def grid_size(self, feat_size: Tuple[int, int]) -> Tuple[int, int]:
+        """``(H', W')`` of the token grid for a ``feat_size`` input."""
+        return _strided_grid(feat_size, self.stride)
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``[B, Cin, H, W]`` to image tokens ``[B, H'W', D]``."""
@@ -113,9 +123,14 @@ class ResNetSwinProjector(BaseModule):
         ]
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.stride = stride
         self.layer1 = nn.Sequential(
             _BasicBlock(in_channels, hidden_channels, stride, norm_cfg))
         self.fc = nn.Linear(hidden_channels, out_channels)
+
+    def grid_size(self, feat_size: Tuple[int, int]) -> Tuple[int, int]:
+        """``(H', W')`` of the token grid for a ``feat_size`` input."""
+        return _strided_grid(feat_size, self.stride)
 
     def forward(self, x: Tensor) -> Tensor:
         """Project ``[B, Cin, H, W]`` to image tokens ``[B, H'W', D]``."""
