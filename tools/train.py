@@ -18,7 +18,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from projects.psalm.engine.runtime import (  # noqa: E402
-    init_cpu_distributed, prepare_config)
+    apply_amp, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,19 +51,6 @@ def parse_args() -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def apply_amp(cfg: Config, dtype: str) -> None:
-    """Switch the optimizer wrapper to mixed precision."""
-    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper in ('AmpOptimWrapper', 'DeepSpeedOptimWrapper'):
-        return  # already mixed precision or handled by the strategy
-    if wrapper != 'OptimWrapper':
-        raise ValueError(f'--amp does not know how to convert {wrapper}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.dtype = dtype
-    # bf16 has fp32's range: no loss scaling needed
-    cfg.optim_wrapper.loss_scale = 'dynamic' if dtype == 'float16' else 1.0
 
 
 def main() -> None:

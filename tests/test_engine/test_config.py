@@ -58,3 +58,17 @@ def test_every_config_parses(repo_root):
         cfg = Config.fromfile(path)
         assert cfg.default_scope == 'mmdet', path
         assert 'projects.psalm' in cfg.custom_imports.imports, path
+
+
+@pytest.mark.parametrize('dtype,scale', [('float16', 'dynamic'),
+                                         ('bfloat16', 1.0)])
+def test_amp_switch(smoke_cfg, dtype, scale):
+    from projects.psalm.engine import apply_amp
+    apply_amp(smoke_cfg, dtype)
+    assert smoke_cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert smoke_cfg.optim_wrapper.dtype == dtype
+    assert smoke_cfg.optim_wrapper.loss_scale == scale
+    assert smoke_cfg.optim_wrapper.clip_grad.max_norm == 1.0  # kept
+    smoke_cfg.optim_wrapper.type = 'MyWrapper'
+    with pytest.raises(ValueError, match='MyWrapper'):
+        apply_amp(smoke_cfg, dtype)

@@ -189,3 +189,43 @@ def test_stage1_freezes_all_but_the_projector(repo_root, real_sample):
     assert all(p.grad is None for p in model.language_model.parameters())
     with pytest.raises(ValueError, match='unknown frozen_modules'):
         build_tiny_psalm(repo_root, {'model.frozen_modules': ['swin']})
+
+
+@pytest.mark.parametrize('position', ['prefix', 'bypass'])
+def test_mask_token_positions(repo_root, real_sample, position):
+    """Tab. 2 ablation: mask tokens after the image (prefix) or not in the
+    LLM at all (bypass, the queries are the learnable tokens themselves)."""
+    model = build_tiny_psalm(
+        repo_root, {'model.input_schema.mask_token_position': position})
+    model.train()
+    data = model.data_preprocessor(real_sample.batch('referring', 1), True)
+    losses = model(**data, mode='loss')
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    # bypass: the LLM never sees the mask tokens, they still get gradients
+    assert model.mask_tokens.grad is not None
+    assert model.mask_tokens.grad.abs().sum() > 0
+
+
+def test_non_decoupled_ablation(repo_root, real_sample):
+    """Tab. 3: condition embeddings are the decoder queries, no matching."""
+    model = build_tiny_psalm(repo_root, {
+        'model.input_schema.mask_token_position': 'bypass',
+        'model.mask_generator.decoupled': False,
+        'model.criterion.matching': False,
+    })
+    assert not hasattr(model, 'mask_tokens')
+    model.train()
+    data = model.data_preprocessor(real_sample.batch('semantic', 1), True)
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    data = model.data_preprocessor(real_sample.batch('semantic', 1), False)
+    with torch.no_grad():
+        all_cls, all_masks = model(**data, mode='tensor')
+    num_conditions = len(real_sample.data_sample('semantic').metainfo[
+        'prompt']['class_names']) + 1  # + background
+    # one query per condition
+    assert all_masks[-1].shape[1] == num_conditions
+    with pytest.raises(ValueError, match='bypass'):
+        build_tiny_psalm(repo_root, {'model.mask_generator.decoupled': False})

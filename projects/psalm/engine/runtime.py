@@ -50,3 +50,20 @@ def init_cpu_distributed(launcher: str) -> None:
     if (launcher == 'pytorch' and not torch.cuda.is_available()
             and not dist.is_initialized()):
         dist.init_process_group(backend='gloo')
+
+
+def apply_amp(cfg: Config, dtype: str) -> None:
+    """Switch ``OptimWrapper`` to ``AmpOptimWrapper`` (``--amp``).
+
+    fp16 gets dynamic loss scaling; bf16 has fp32's range and needs none.
+    Wrappers that are already mixed precision (AMP, DeepSpeed) are kept.
+    """
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper in ('AmpOptimWrapper', 'DeepSpeedOptimWrapper'):
+        return  # already mixed precision or handled by the strategy
+    if wrapper != 'OptimWrapper':
+        raise ValueError(f'--amp does not know how to convert {wrapper}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype
+    # bf16 has fp32's range: no loss scaling needed
+    cfg.optim_wrapper.loss_scale = 'dynamic' if dtype == 'float16' else 1.0
