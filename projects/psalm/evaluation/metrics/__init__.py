@@ -2,11 +2,12 @@
 """PSALM metrics, registered in ``mmdet.registry.METRICS``."""
 from .interactive_seg_metric import InteractiveSegMetric
 from .panoptic_metric import PSALMPanopticMetric
+from .panoptic_semantic_metric import PanopticSemSegMetric
 from .refer_seg_metric import GRESMetric, ReferSegMetric
 from .vos_metric import VOSMetric
 from .vqa_metric import VQAMetric
 
 __all__ = [
-    'PSALMPanopticMetric', 'ReferSegMetric', 'GRESMetric',
-    'InteractiveSegMetric', 'VOSMetric', 'VQAMetric'
+    'PSALMPanopticMetric', 'PanopticSemSegMetric', 'ReferSegMetric',
+    'GRESMetric', 'InteractiveSegMetric', 'VOSMetric', 'VQAMetric'
 ]
