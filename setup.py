@@ -39,6 +39,7 @@ setup(
     license='Apache License 2.0',
     packages=find_packages(include=['projects', 'projects.*']),
     include_package_data=True,
+    package_data={'projects.psalm.datasets': ['class_names/*.txt']},
     python_requires='>=3.10',
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={

@@ -2,8 +2,10 @@
 from .checkpoint import UnsafeCheckpointError, load_weights_only
 from .hooks import SafeCheckpointHook
 from .runtime import apply_amp, init_cpu_distributed, prepare_config
+from .vos_loop import VOSTestLoop, fuse_object_masks
 
 __all__ = [
     'UnsafeCheckpointError', 'load_weights_only', 'SafeCheckpointHook',
-    'prepare_config', 'init_cpu_distributed', 'apply_amp'
+    'prepare_config', 'init_cpu_distributed', 'apply_amp', 'VOSTestLoop',
+    'fuse_object_masks'
 ]

@@ -24,7 +24,12 @@ Data-sample contract (filled by the PSALM pipelines):
 * ``gt_instances.masks`` / ``gt_instances.labels`` (training): target masks;
   labels index ``class_names`` (category) or the visual prompt of each target
   (visual); unused for sentences (every target belongs to the sentence);
-* ``prompt_masks``: ``[K, H, W]`` visual-prompt masks (visual tasks).
+* ``prompt_masks``: ``[K, H, W]`` visual-prompt masks (visual tasks), drawn
+  on the sample's own image unless ``prompt_inputs`` is given;
+* ``prompt_inputs`` (optional, visual tasks): ``[P, 3, H, W]`` other images,
+  normalised and padded like ``inputs``, on which the visual prompts are
+  drawn instead (VOS: earlier frames); ``prompt_image_ids`` (``[K]`` long,
+  optional when ``P == 1``) gives the image of each prompt.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -38,7 +43,9 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from .inference import (category_inference, gres_inference,
-                        referring_inference, visual_prompt_inference)
+                        referring_inference,
+                        unique_visual_prompt_inference,
+                        visual_prompt_inference)
 from .lmm.input_schema import TASK_CONDITIONS, SequenceSpec
 
 CATEGORY_TASKS = ('panoptic', 'semantic', 'instance')
@@ -223,9 +230,8 @@ class PSALM(BaseModel):
         region_embeds = None
         if TASK_CONDITIONS[task] == 'visual':
             grid = self.projector.grid_size(feats[-1].shape[-2:])
-            region_embeds = self.condition_encoder.encode_visual_prompts(
-                image_tokens, grid,
-                [sample.prompt_masks for sample in data_samples])
+            region_embeds = self._encode_visual_prompts(
+                image_tokens, grid, data_samples)
         mask_tokens = None
         if (self.mask_generator.decoupled
                 and self.input_schema.mask_token_position != 'bypass'
@@ -238,6 +244,84 @@ class PSALM(BaseModel):
         hidden = self.language_model(batch['inputs_embeds'],
                                      batch['attention_mask'])  # [B, L, D]
         return feats, batch, hidden, restore
+
+    def _encode_visual_prompts(self, image_tokens: Tensor,
+                               grid: Tuple[int, int],
+                               data_samples: SampleList) -> List[Tensor]:
+        """Pool every visual prompt from the image it is drawn on.
+
+        Prompts are pooled from the sample's own image tokens or, for a
+        sample with ``prompt_inputs``, from the tokens of those prompt images
+        (same vision encoder and projector).
+
+        Args:
+            image_tokens (Tensor): ``[B, Ni, D]`` tokens of the inputs.
+            grid (tuple[int, int]): ``(h, w)`` of the token grid.
+            data_samples (list[DetDataSample]): The batch.
+
+        Returns:
+            list[Tensor]: Per sample ``[K_b, D]`` region embeddings.
+        """
+        encode = self.condition_encoder.encode_visual_prompts
+        if all('prompt_inputs' not in sample for sample in data_samples):
+            return encode(image_tokens, grid,
+                          [sample.prompt_masks for sample in data_samples])
+        embeds = []
+        for b, sample in enumerate(data_samples):
+            masks = sample.prompt_masks  # [K, H, W]
+            prompt_inputs = sample.get('prompt_inputs')
+            if prompt_inputs is None:
+                embeds += encode(image_tokens[b:b + 1], grid, [masks])
+                continue
+            image_ids = self._prompt_image_ids(sample, prompt_inputs, masks)
+            _, prompt_tokens = self.extract_feat(prompt_inputs)  # [P, Ni, D]
+            if prompt_tokens.shape[1:] != image_tokens.shape[1:]:
+                raise ValueError(
+                    f'{sample.metainfo.get("img_path")}: the prompt_inputs '
+                    f'give {prompt_tokens.shape[1]} image tokens, the inputs '
+                    f'{image_tokens.shape[1]}; pad them to the same size')
+            pooled = image_tokens.new_zeros(len(masks), image_tokens.shape[-1])
+            for image_id in image_ids.unique().tolist():
+                chosen = image_ids == image_id
+                pooled[chosen] = encode(prompt_tokens[image_id:image_id + 1],
+                                        grid, [masks[chosen]])[0]
+            embeds.append(pooled)
+        return embeds
+
+    @staticmethod
+    def _prompt_image_ids(sample: DetDataSample, prompt_inputs: Tensor,
+                          masks: Tensor) -> Tensor:
+        """The validated prompt-image index of every visual prompt.
+
+        Args:
+            sample (DetDataSample): A sample with ``prompt_inputs``.
+            prompt_inputs (Tensor): Its ``[P, 3, H, W]`` prompt images.
+            masks (Tensor): Its ``[K, H, W]`` prompt masks.
+
+        Returns:
+            Tensor: ``[K]`` long indices into ``prompt_inputs``.
+        """
+        name = sample.metainfo.get('img_path')
+        if prompt_inputs.dim() != 4 or prompt_inputs.shape[-2:] != \
+                masks.shape[-2:]:
+            raise ValueError(f'{name}: prompt_inputs must be [P, 3, H, W] '
+                             f'with the {tuple(masks.shape[-2:])} size of '
+                             'the prompt masks, got shape '
+                             f'{tuple(prompt_inputs.shape)}')
+        image_ids = sample.get('prompt_image_ids')
+        if image_ids is None:
+            if len(prompt_inputs) != 1:
+                raise ValueError(f'{name}: {len(prompt_inputs)} prompt '
+                                 'images need prompt_image_ids')
+            return torch.zeros(
+                len(masks), dtype=torch.long, device=masks.device)
+        image_ids = torch.as_tensor(image_ids, device=masks.device).long()
+        if image_ids.shape != (len(masks), ) or bool(
+            ((image_ids < 0) | (image_ids >= len(prompt_inputs))).any()):
+            raise ValueError(f'{name}: prompt_image_ids must hold one index '
+                             f'in [0, {len(prompt_inputs)}) per prompt '
+                             f'({len(masks)}), got {image_ids.tolist()}')
+        return image_ids
 
     def _segment(self, inputs: Tensor, data_samples: SampleList, task: str
                  ) -> Tuple[List[Tensor], List[Tensor], Tensor, str]:
@@ -376,8 +460,10 @@ class PSALM(BaseModel):
                 masks=mask[None],
                 scores=masks.new_tensor([float(mask.any())]))
         else:  # interactive / vos: one mask per visual prompt
-            region_masks, scores, _ = visual_prompt_inference(
-                logits, masks, *shapes)
+            # VOS objects must not share a query (official protocol)
+            infer = unique_visual_prompt_inference if task == 'vos' \
+                else visual_prompt_inference
+            region_masks, scores, _ = infer(logits, masks, *shapes)
             sample.pred_instances = InstanceData(
                 masks=region_masks, scores=scores,
                 labels=torch.arange(len(scores), device=scores.device))
