@@ -20,35 +20,20 @@ refcoco_train_pipeline = [
     dict(type='PackPSALMInputs')
 ]
 # one sample per referent; protocol='random' draws one of its expressions at
-# every fetch (the input schema of the paper model takes one sentence)
+# every fetch (the input schema of the paper model takes one sentence); the
+# three train splits differ only in their folder and refs file
 refcoco_train_dataset = dict(
     type='ConcatDataset',
     datasets=[
         dict(
             type='PSALMRefCocoDataset',
             data_root=refcoco_data_root,
-            ann_file='refcoco/instances.json',
-            split_file='refcoco/refs(unc).p',
+            ann_file=f'{name}/instances.json',
+            split_file=f'{name}/refs({split_by}).p',
             split='train',
             data_prefix=dict(img_path='train2014/'),
             protocol='random',
-            pipeline=refcoco_train_pipeline),
-        dict(
-            type='PSALMRefCocoDataset',
-            data_root=refcoco_data_root,
-            ann_file='refcoco+/instances.json',
-            split_file='refcoco+/refs(unc).p',
-            split='train',
-            data_prefix=dict(img_path='train2014/'),
-            protocol='random',
-            pipeline=refcoco_train_pipeline),
-        dict(
-            type='PSALMRefCocoDataset',
-            data_root=refcoco_data_root,
-            ann_file='refcocog/instances.json',
-            split_file='refcocog/refs(umd).p',
-            split='train',
-            data_prefix=dict(img_path='train2014/'),
-            protocol='random',
-            pipeline=refcoco_train_pipeline),
+            pipeline=refcoco_train_pipeline)
+        for name, split_by in (('refcoco', 'unc'), ('refcoco+', 'unc'),
+                               ('refcocog', 'umd'))
     ])

@@ -16,14 +16,16 @@
 # Layout (mmseg's): data/cityscapes/{leftImg8bit,gtFine}/val/<city>/
 # (`*_leftImg8bit.png`, `*_gtFine_labelTrainIds.png` from mmseg's
 # `tools/dataset_converters/cityscapes.py`, `*_gtFine_instanceIds.png`).
+# The loader, the semantic part and its metric are `ov_semantic.py`'s.
+_base_ = ['./ov_semantic.py']
+
 dataset_type = 'PSALMCityscapesDataset'
 data_root = 'data/cityscapes/'
-backend_args = None
-img_scale = (1024, 1024)
+backend_args = {{_base_.backend_args}}
 
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='Resize', scale={{_base_.img_scale}}, keep_ratio=True),
     # after Resize: GT at the original size for the metrics
     dict(type='mmseg.LoadAnnotations', backend_args=backend_args),
     dict(type='LoadCityscapesInstances', backend_args=backend_args),
@@ -34,11 +36,6 @@ test_pipeline = [
                    'scale_factor', 'prompt', 'is_thing', 'instances'))
 ]
 test_dataloader = dict(
-    batch_size=4,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -47,11 +44,9 @@ test_dataloader = dict(
         class_names='cityscapes19',
         thing_classes='cityscapes_thing8',
         task='panoptic',
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_evaluator = [
     dict(type='CocoMetric', metric='segm', backend_args=backend_args),
-    dict(type='OVSemSegMetric', ignore_index=255)
+    # the 19-class mIoU
+    {{_base_.test_evaluator}}
 ]
-test_cfg = dict(type='TestLoop')
