@@ -14,7 +14,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from projects.psalm.engine.runtime import (  # noqa: E402
-    init_cpu_distributed, prepare_config)
+    destroy_distributed, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,6 +67,7 @@ def main() -> None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     runner.test()
+    destroy_distributed()
 
 
 if __name__ == '__main__':

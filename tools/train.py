@@ -18,7 +18,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from projects.psalm.engine.runtime import (  # noqa: E402
-    apply_amp, init_cpu_distributed, prepare_config)
+    apply_amp, destroy_distributed, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,6 +82,7 @@ def main() -> None:
     else:
         runner = RUNNERS.build(cfg)
     runner.train()
+    destroy_distributed()
 
 
 if __name__ == '__main__':

@@ -1,11 +1,12 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 from .checkpoint import UnsafeCheckpointError, load_weights_only
 from .hooks import SafeCheckpointHook
-from .runtime import apply_amp, init_cpu_distributed, prepare_config
+from .runtime import (apply_amp, destroy_distributed, init_cpu_distributed,
+                      prepare_config)
 from .vos_loop import VOSTestLoop, fuse_object_masks
 
 __all__ = [
     'UnsafeCheckpointError', 'load_weights_only', 'SafeCheckpointHook',
     'prepare_config', 'init_cpu_distributed', 'apply_amp', 'VOSTestLoop',
-    'fuse_object_masks'
+    'fuse_object_masks', 'destroy_distributed'
 ]

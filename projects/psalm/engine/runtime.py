@@ -52,6 +52,17 @@ def init_cpu_distributed(launcher: str) -> None:
         dist.init_process_group(backend='gloo')
 
 
+def destroy_distributed() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    A gloo group left alive at exit can abort a rank during shutdown
+    ("terminate called without an active exception") after a finished run.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def apply_amp(cfg: Config, dtype: str) -> None:
     """Switch ``OptimWrapper`` to ``AmpOptimWrapper`` (``--amp``).
 
