@@ -10,7 +10,6 @@
   prints finite metrics in [0, 100].
 """
 import importlib.util
-import io
 import json
 import math
 import os
@@ -18,7 +17,6 @@ import os.path as osp
 import re
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 
 import mmcv
 import mmengine
@@ -208,36 +206,32 @@ def _interactive_on_fixture(cfg, data_root, ann_file):
 
 
 @pytest.fixture(scope='module')
-def instances_json(data_root, tmp_path_factory):
-    """The COCO instance json of the two images (80 thing classes), its
-    annotation ids + 1: pycocotools counts a detection matched to the
-    annotation of id 0 as a false positive (real COCO ids start at 1)."""
-    with open(osp.join(data_root, REF, 'instances.json')) as f:
-        coco = json.load(f)
-    for ann in coco['annotations']:
-        ann['id'] += 1
-    path = str(tmp_path_factory.mktemp('instances') / 'instances.json')
-    with open(path, 'w') as f:
-        json.dump(coco, f)
-    return path
+def fixture_tree(repo_root, tmp_path_factory):
+    """The README's data/ tree made of the fixtures by
+    tools/misc/prepare_fixture_data.py; returns its paths."""
+    path = osp.join(repo_root, 'tools/misc/prepare_fixture_data.py')
+    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.prepare(str(tmp_path_factory.mktemp('data')))
 
 
 @pytest.fixture(scope='module')
-def interactive_json(repo_root, data_root, tmp_path_factory):
+def instances_json(fixture_tree):
+    """The COCO instance json of the two images (80 thing classes), its
+    annotation ids + 1: pycocotools counts a detection matched to the
+    annotation of id 0 as a false positive (real COCO ids start at 1).
+    (``instances_val2017.json`` of the fixture tree.)"""
+    return fixture_tree['instances_val']
+
+
+@pytest.fixture(scope='module')
+def interactive_json(fixture_tree):
     """COCO-Interactive json of the 2 fixture images (47 regions), built by
-    the dataset converter with seed 0."""
-    path = osp.join(repo_root,
-                    'tools/dataset_converters/build_coco_interactive.py')
-    spec = importlib.util.spec_from_file_location('build_ci', path)
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    out = str(tmp_path_factory.mktemp('coco_interactive') / 'val.json')
-    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        builder.main([
-            osp.join(data_root, PAN, 'panoptic_coco_detection_format.json'),
-            out, '--seed', '0'
-        ])
-    return out
+    the dataset converter with seed 0 (``coco_interactive_val_psalm.json``
+    of the fixture tree)."""
+    return fixture_tree['interactive_val']
 
 
 # ----------------------------------------------------------------------

@@ -29,6 +29,20 @@ from config_testing import save_random_checkpoint, tiny_config
 from mmdet.registry import DATA_SAMPLERS, DATASETS, MODELS
 from mmdet.utils import register_all_modules
 
+
+def _load_fixture_data_module():
+    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'misc',
+                    'prepare_fixture_data.py')
+    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# the fixture tree with the configs' file names (tools/misc)
+fixture_data = _load_fixture_data_module()
+
 STAGE1 = 'configs/psalm_swin-b_phi-1.5_16xb8-4650it_cc3m-align.py'
 STAGE2 = ('configs/psalm_swin-b_phi-1.5_16xb4-56k_'
           'coco-panoptic-refcoco-interactive-llava.py')
@@ -43,7 +57,6 @@ DATASET_BASES = [
 SCHEDULE1 = 'configs/_base_/schedules/adamw-cosine_4650it_stage1.py'
 # sub-dataset order of psalm_joint.py and the task of each
 JOINT_TASKS = ('panoptic', 'referring', 'interactive', 'vqa')
-COCO_IMAGES = ('000000142238.jpg', '000000439180.jpg')
 ITERS = 8
 
 # A hook that records the task(s) and losses of every training batch, logs
@@ -90,78 +103,20 @@ def load(repo_root, config):
     return Config.fromfile(osp.join(repo_root, config))
 
 
-def link(src, dst):
-    os.makedirs(osp.dirname(dst), exist_ok=True)
-    os.symlink(src, dst)
-
-
-def link_images(records, folder, image_dir):
-    """Give every record's image one of the two real COCO images."""
-    for i, record in enumerate(records):
-        dst = osp.join(folder, record['image'])
-        if not osp.lexists(dst):
-            link(osp.join(image_dir, COCO_IMAGES[i % 2]), dst)
-
-
 @pytest.fixture(scope='module')
-def data_tree(repo_root, data_root, tmp_path_factory):
-    """The README's data/ tree, made of the test fixtures (symlinks) and a
-    COCO-Interactive json built by the converter from the real COCO sample.
+def data_tree(tmp_path_factory):
+    """The README's data/ tree made of the test fixtures (symlinks) and a
+    COCO-Interactive json built by the converter from the real COCO sample,
+    by tools/misc/prepare_fixture_data.py.
 
     Returns the root of the tree (the ``data/`` of the README).
     """
-    root = str(tmp_path_factory.mktemp('data'))
-    pan = osp.join(data_root, 'coco_panoptic_sample')
-    ref = osp.join(data_root, 'refcoco_sample')
-    images = osp.join(pan, 'input_images')
-    coco = osp.join(root, 'coco')
-    link(images, osp.join(coco, 'train2017'))
-    link(images, osp.join(coco, 'train2014'))
-    link(osp.join(pan, 'panoptic_examples.json'),
-         osp.join(coco, 'annotations', 'panoptic_train2017.json'))
-    link(osp.join(pan, 'panoptic_examples'),
-         osp.join(coco, 'annotations', 'panoptic_train2017'))
-    for name, refs in (('refcoco', 'refs(unc).p'), ('refcoco+', 'refs(unc).p'),
-                       ('refcocog', 'refs(umd).p')):
-        link(osp.join(ref, 'instances.json'),
-             osp.join(coco, name, 'instances.json'))
-        link(osp.join(ref, 'refs(unc).p'), osp.join(coco, name, refs))
-    spec = importlib.util.spec_from_file_location(
-        'build_coco_interactive',
-        osp.join(repo_root,
-                 'tools/dataset_converters/build_coco_interactive.py'))
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    builder.main([
-        osp.join(pan, 'panoptic_coco_detection_format.json'),
-        osp.join(coco, 'annotations', 'coco_interactive_train_psalm.json'),
-        '--seed', '0'
-    ])
-
-    llava = osp.join(data_root, 'llava', 'llava_instruct_5.json')
-    link(llava,
-         osp.join(root, 'llava', 'llava_v1_5_mix665k_onlyMM_filtered.json'))
-    with open(llava) as f:
-        link_images(json.load(f), osp.join(root, 'llava'), images)
-    captions = osp.join(data_root, 'llava', 'caption_chat_8.json')
-    link(captions, osp.join(root, 'cc3m', 'chat.json'))
-    with open(captions) as f:
-        link_images(json.load(f), osp.join(root, 'cc3m', 'images'), images)
-    return root
+    return fixture_data.prepare(str(tmp_path_factory.mktemp('data')))['root']
 
 
 def joint_data_roots(root):
     """The README's --cfg-options that move the joint data to ``root``."""
-    coco, llava = osp.join(root, 'coco') + '/', osp.join(root, 'llava') + '/'
-    key = 'train_dataloader.dataset.datasets'
-    return {
-        f'{key}.0.data_root': coco,
-        f'{key}.1.datasets.0.data_root': coco,
-        f'{key}.1.datasets.1.data_root': coco,
-        f'{key}.1.datasets.2.data_root': coco,
-        f'{key}.2.data_root': coco,
-        f'{key}.3.data_root': llava,
-    }
+    return fixture_data.joint_data_roots(root)
 
 
 def tiny_joint_config(repo_root, work_dir, root=None):
