@@ -54,7 +54,7 @@ __all__ = [
     'PSALMPascalContext59Dataset', 'PSALMPascalVOC20Dataset',
     'PSALMPascalContext459Dataset', 'PSALMCityscapesDataset',
     'PSALMOVPanopticDataset', 'LoadSemSegAnnotations',
-    'LoadCityscapesInstances', 'LoadPanopticInstances', 'OVSemSegMetric',
+    'LoadCityscapesInstances', 'LoadPanopticInstances',
     'check_class_names'
 ]
 
