@@ -420,6 +420,36 @@ class PSALMOVPanopticDataset(PSALMCocoPanopticDataset):
         return data_info
 
 
+def read_id_map(path: str,
+                backend_args: Optional[dict] = None,
+                backend: str = 'cv2') -> np.ndarray:
+    """Read a single-channel label / instance-id map without casting it.
+
+    mmseg's ``LoadAnnotations`` casts to uint8, which destroys PASCAL-Context
+    459 labels (and the 65535 ignore value) and Cityscapes instance ids.
+
+    Args:
+        path (str): The PNG/TIF file.
+        backend_args (dict, optional): File backend arguments.
+        backend (str): Image decoding backend.
+
+    Returns:
+        np.ndarray: ``(H, W)`` int64 map.
+
+    Raises:
+        ValueError: The file is not a single-channel integer map.
+    """
+    ids = mmcv.imfrombytes(
+        get(path, backend_args=backend_args), flag='unchanged',
+        backend=backend)
+    if ids is None or ids.ndim != 2:
+        raise ValueError(f'{path}: expected a single-channel label map, got '
+                         f'{None if ids is None else ids.shape}')
+    if ids.dtype not in (np.uint8, np.uint16, np.int32):
+        raise ValueError(f'{path}: unsupported label dtype {ids.dtype}')
+    return ids.astype(np.int64)
+
+
 @TRANSFORMS.register_module()
 class LoadSemSegAnnotations(BaseTransform):
     """Load a label map without changing its values (uint16-safe).
@@ -454,17 +484,9 @@ class LoadSemSegAnnotations(BaseTransform):
         Returns:
             dict: The results with the label map.
         """
-        path = results['seg_map_path']
-        label = mmcv.imfrombytes(
-            get(path, backend_args=self.backend_args),
-            flag='unchanged',
-            backend=self.imdecode_backend)
-        if label is None or label.ndim != 2:
-            raise ValueError(f'{path}: expected a single-channel label map, '
-                             f'got {None if label is None else label.shape}')
-        if label.dtype not in (np.uint8, np.uint16, np.int32):
-            raise ValueError(f'{path}: unsupported label dtype {label.dtype}')
-        results['gt_seg_map'] = label.astype(np.int64)
+        results['gt_seg_map'] = read_id_map(results['seg_map_path'],
+                                            self.backend_args,
+                                            self.imdecode_backend)
         results['seg_fields'].append('gt_seg_map')
         return results
 
@@ -515,14 +537,7 @@ class LoadCityscapesInstances(BaseTransform):
         Returns:
             dict: The results with the instance annotations.
         """
-        path = results['instance_map_path']
-        ids = mmcv.imfrombytes(
-            get(path, backend_args=self.backend_args),
-            flag='unchanged',
-            backend='cv2')
-        if ids is None or ids.ndim != 2:
-            raise ValueError(f'{path}: expected a single-channel instance id '
-                             'map')
+        ids = read_id_map(results['instance_map_path'], self.backend_args)
         instances = []
         for value in np.unique(ids).tolist():
             label_id = value // 1000 if value >= 1000 else value
