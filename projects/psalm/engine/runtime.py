@@ -60,6 +60,9 @@ def destroy_distributed() -> None:
     """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        # every rank must be done with collectives before any rank tears
+        # its group down, or a peer's gloo thread sees closed sockets
+        dist.barrier()
         dist.destroy_process_group()
 
 
