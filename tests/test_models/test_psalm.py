@@ -229,3 +229,20 @@ def test_non_decoupled_ablation(repo_root, real_sample):
     assert all_masks[-1].shape[1] == num_conditions
     with pytest.raises(ValueError, match='bypass'):
         build_tiny_psalm(repo_root, {'model.mask_generator.decoupled': False})
+
+
+def test_gres_no_target_versus_official_fallback(repo_root, real_sample):
+    """Paper: an empty mask when no proposal passes the threshold (a
+    no-target answer); official: the top-1 mask instead."""
+    answers = {}
+    for fallback in (False, True):
+        model = build_tiny_psalm(repo_root, {
+            'model.test_cfg.gres_threshold': 1.0,  # nothing can pass
+            'model.test_cfg.gres_fallback_top1': fallback,
+        }).eval()
+        data = model.data_preprocessor(real_sample.batch('gres', 1), False)
+        with torch.no_grad():
+            result = model(**data, mode='predict')[0]
+        answers[fallback] = result.pred_instances.masks
+    assert not answers[False].any()
+    assert answers[True].any()

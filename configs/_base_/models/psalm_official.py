@@ -6,9 +6,8 @@
 # convs. The weights come from the converted released checkpoint
 # (tools/model_converters/psalm_official_to_mmpsalm.py) through `load_from`,
 # so the LLM is built from its config, without local Phi weights.
-# The model does not expose the official GRES "top-1 when nothing passes"
-# fallback in test_cfg (gres_inference(fallback_top1=...) is not wired to
-# the model); GRES keeps the 0.6 threshold of the official evaluation.
+# GRES: the official evaluation keeps the 0.6 threshold but answers the top-1
+# mask when nothing passes it (it never predicts "no target").
 _base_ = ['./psalm_swin-b_phi-1.5.py']
 
 model = dict(
@@ -30,4 +29,5 @@ model = dict(
     condition_encoder=dict(
         sentence_pooling='mean',
         visual_pooling='sampled_points'),
-    mask_generator=dict(pixel_decoder=dict(conv_bias=True)))
+    mask_generator=dict(pixel_decoder=dict(conv_bias=True)),
+    test_cfg=dict(gres_fallback_top1=True))

@@ -140,4 +140,4 @@ model = dict(
     lm_loss_weight=1.0,
     test_cfg=dict(
         object_mask_thr=0.8, iou_thr=0.8, max_per_image=100,
-        gres_threshold=0.6, max_new_tokens=64))
+        gres_threshold=0.6, gres_fallback_top1=False, max_new_tokens=64))

@@ -76,7 +76,9 @@ class PSALM(BaseModel):
             conversation samples.
         test_cfg (dict, optional): Post-processing settings:
             ``object_mask_thr``, ``iou_thr``, ``max_per_image``,
-            ``gres_threshold``, ``max_new_tokens``.
+            ``gres_threshold``, ``gres_fallback_top1`` (official: answer the
+            top-1 mask when no proposal passes the threshold, so "no target"
+            is never predicted; paper default False), ``max_new_tokens``.
         data_preprocessor (dict, optional): :class:`PSALMDataPreprocessor`.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -138,7 +140,7 @@ class PSALM(BaseModel):
         self.lm_loss_weight = lm_loss_weight
         self.test_cfg = dict(
             object_mask_thr=0.8, iou_thr=0.8, max_per_image=100,
-            gres_threshold=0.6, max_new_tokens=64)
+            gres_threshold=0.6, gres_fallback_top1=False, max_new_tokens=64)
         self.test_cfg.update(test_cfg or {})
 
     # ------------------------------------------------------------------
@@ -455,7 +457,8 @@ class PSALM(BaseModel):
                 masks=mask[None], scores=masks.new_tensor([score]))
         elif task == 'gres':
             mask, _ = gres_inference(
-                logits, masks, *shapes, threshold=cfg['gres_threshold'])
+                logits, masks, *shapes, threshold=cfg['gres_threshold'],
+                fallback_top1=cfg['gres_fallback_top1'])
             sample.pred_instances = InstanceData(
                 masks=mask[None],
                 scores=masks.new_tensor([float(mask.any())]))
