@@ -21,10 +21,6 @@ load_from = 'work_dirs/psalm_align/iter_4650.pth'
 # branch for 'panoptic', ...)
 find_unused_parameters = True
 
-# Training only: evaluate the checkpoints with the benchmark configs.
-val_cfg = None
-test_cfg = None
-
 # SamplerResumeHook: --resume continues the task schedule and the index
 # streams of MultiTaskBatchSampler exactly, without loading the skipped
 # batches. Checkpoints every 5000 iterations (default_runtime).

@@ -83,8 +83,6 @@ train_dataloader = dict(
 # frozen_modules), every other part trained; training only
 find_unused_parameters = True
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
-val_cfg = None
-test_cfg = None
 
 # AdamW without weight decay, linear warm-up, cosine decay to 0 (the stage-2
 # schedule's shape, short and with a learning rate for random weights; the

@@ -6,9 +6,8 @@ max_iters = 56000
 warmup_iters = 1680
 lr = 4e-5
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# training only: checkpoints are evaluated with configs/benchmarks/
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 
 optim_wrapper = dict(
     type='OptimWrapper',
