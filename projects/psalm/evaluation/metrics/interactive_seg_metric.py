@@ -8,8 +8,8 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from ..functional.mask_iou import cumulative_iou, mask_iou_stats, mean_iou
-from .utils import get_field, log_table, sample_name
+from ..functional.mask_iou import cumulative_iou, mean_iou
+from .utils import get_field, log_table, sample_mask_stats, sample_name
 
 
 @METRICS.register_module()
@@ -87,14 +87,7 @@ class InteractiveSegMetric(BaseMetric):
             data_samples (Sequence[dict]): Data samples with predictions.
         """
         for data_sample in data_samples:
-            pred_masks = get_field(data_sample, 'pred_instances', 'masks')
-            gt_masks = get_field(data_sample, 'gt_masks')
-            try:
-                intersections, unions, _, _ = mask_iou_stats(
-                    pred_masks, gt_masks)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f'{sample_name(data_sample)}: {error}') \
-                    from error
+            intersections, unions, _, _ = sample_mask_stats(data_sample)
             if len(unions) == 0:
                 self.results.append(
                     dict(skipped=sample_name(data_sample)))

@@ -6,9 +6,9 @@ import numpy as np
 from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
-from ..functional.mask_iou import (cumulative_iou, mask_iou_stats, mean_iou,
+from ..functional.mask_iou import (cumulative_iou, mean_iou,
                                    target_accuracies)
-from .utils import get_field, log_metrics_table, sample_name
+from .utils import log_metrics_table, sample_mask_stats
 
 
 @METRICS.register_module()
@@ -45,14 +45,7 @@ class ReferSegMetric(BaseMetric):
             data_samples (Sequence[dict]): Data samples with predictions.
         """
         for data_sample in data_samples:
-            pred_masks = get_field(data_sample, 'pred_instances', 'masks')
-            gt_masks = get_field(data_sample, 'gt_masks')
-            try:
-                stats = mask_iou_stats(pred_masks, gt_masks)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f'{sample_name(data_sample)}: {error}') \
-                    from error
-            self.results.append(stats)
+            self.results.append(sample_mask_stats(data_sample))
 
     @staticmethod
     def _concat(

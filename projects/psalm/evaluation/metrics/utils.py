@@ -7,6 +7,8 @@ import torch
 from mmengine.logging import print_log
 from terminaltables import AsciiTable
 
+from ..functional.mask_iou import mask_iou_stats
+
 
 def sample_name(data_sample: Any) -> str:
     """Name a data sample in error messages by its image path or id.
@@ -100,3 +102,18 @@ def log_metrics_table(title: str, metrics: Dict[str, float]) -> None:
             for k, v in metrics.items()
         ]
     ])
+
+
+def sample_mask_stats(data_sample: Any) -> tuple:
+    """:func:`mask_iou_stats` of ``pred_instances.masks`` against
+    ``gt_masks``, with errors naming the sample.
+
+    Returns:
+        tuple: Per mask intersections, unions, predicted and GT areas.
+    """
+    pred_masks = get_field(data_sample, 'pred_instances', 'masks')
+    gt_masks = get_field(data_sample, 'gt_masks')
+    try:
+        return mask_iou_stats(pred_masks, gt_masks)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f'{sample_name(data_sample)}: {error}') from error
