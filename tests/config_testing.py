@@ -7,12 +7,17 @@ encoder, criterion and test settings), and every ``Resize`` of the pipelines
 and the preprocessor's fixed size become ``image_size``.
 """
 import os.path as osp
-from typing import Any
+import re
+from typing import Any, Dict, List
 
 import torch
 from mmengine.config import Config
 
 TINY_MODEL = 'configs/_base_/models/psalm_tiny.py'
+BENCH = 'configs/benchmarks/psalm_swin-b_phi-1.5_test_{}.py'
+PQ_KEYS = [f'coco_panoptic/{m}{s}' for s in ('', '_th', '_st')
+           for m in ('PQ', 'SQ', 'RQ')]
+SEM_KEYS = [f'sem_seg/{m}' for m in ('mIoU', 'fwIoU', 'mACC', 'pACC')]
 # keys of the real model that select behaviour, not size
 KEEP = {
     'input_schema': ('prompt_style', 'category_terminator',
@@ -65,3 +70,21 @@ def save_random_checkpoint(cfg: Config, path: str, seed: int = 0) -> None:
     model = MODELS.build(cfg.model)
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+
+
+def benchmark_config(repo_root: str, name: str) -> Config:
+    """The (paper-size) config of benchmark ``name``."""
+    return Config.fromfile(osp.join(repo_root, BENCH.format(name)))
+
+
+def pipeline_types(pipeline: List[dict]) -> List[str]:
+    return [step['type'] for step in pipeline]
+
+
+def parse_metrics(output: str) -> Dict[str, float]:
+    """The metrics of the last ``Iter(test)`` line of a log."""
+    line = [ln for ln in output.splitlines() if 'Iter(test)' in ln][-1]
+    return {
+        key: float(value)
+        for key, value in re.findall(r'(\S+/\S+): (\S+)', line)
+    }

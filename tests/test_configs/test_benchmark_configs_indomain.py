@@ -14,7 +14,6 @@ import json
 import math
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 
@@ -24,8 +23,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from config_testing import save_random_checkpoint, tiny_config
-from mmengine.config import Config
+from config_testing import (BENCH, PQ_KEYS, SEM_KEYS, benchmark_config,
+                            parse_metrics, pipeline_types,
+                            save_random_checkpoint, tiny_config)
 from mmengine.dataset import pseudo_collate
 from mmengine.structures import InstanceData, PixelData
 
@@ -36,7 +36,6 @@ from mmdet.structures.mask import mask2bbox
 from mmdet.utils import register_all_modules
 from projects.psalm.evaluation.functional import rgb2id
 
-BENCH = 'configs/benchmarks/psalm_swin-b_phi-1.5_test_{}.py'
 PANOPTIC = 'coco-panoptic'
 # RefCOCO benchmarks: name -> (folder, refs file, split)
 REFCOCO_SPLITS = (('refcoco', 'refs(unc).p', ('val', 'testA', 'testB')),
@@ -52,18 +51,7 @@ BENCHMARKS = ([PANOPTIC] + list(REFCOCO) + [f'{b}-merged' for b in REFCOCO] +
 
 PAN = 'coco_panoptic_sample'
 REF = 'refcoco_sample'
-PQ_KEYS = [f'coco_panoptic/{m}{s}' for s in ('', '_th', '_st')
-           for m in ('PQ', 'SQ', 'RQ')]
 AP_KEYS = ['coco/segm_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP_75']
-SEM_KEYS = [f'sem_seg/{m}' for m in ('mIoU', 'fwIoU', 'mACC', 'pACC')]
-
-
-def _config(repo_root, name):
-    return Config.fromfile(osp.join(repo_root, BENCH.format(name)))
-
-
-def _types(pipeline):
-    return [step['type'] for step in pipeline]
 
 
 # ----------------------------------------------------------------------
@@ -84,7 +72,7 @@ def test_benchmark_files_match_the_table(repo_root):
 @pytest.mark.parametrize('name', BENCHMARKS)
 def test_config_points_at_its_benchmark(repo_root, name):
     register_all_modules()
-    cfg = _config(repo_root, name)
+    cfg = benchmark_config(repo_root, name)
     # runtime and the paper-size model with the Sec. 5 test thresholds
     assert cfg.default_scope == 'mmdet'
     assert 'projects.psalm' in cfg.custom_imports.imports
@@ -105,7 +93,7 @@ def test_config_points_at_its_benchmark(repo_root, name):
     pipeline = dataset.pipeline
     for step in pipeline:  # every transform builds with its arguments
         TRANSFORMS.build(step)
-    types = _types(pipeline)
+    types = pipeline_types(pipeline)
     resize = pipeline[types.index('Resize')]
     assert resize.scale == (1024, 1024) and resize.keep_ratio is True
     assert types[-1] == 'PackPSALMInputs'
@@ -295,7 +283,7 @@ def _evaluate(cfg, samples, metainfo):
 def test_panoptic_evaluator_on_ground_truth(repo_root, data_root,
                                            instances_json):
     register_all_modules()
-    cfg = _panoptic_on_fixture(_config(repo_root, PANOPTIC), data_root,
+    cfg = _panoptic_on_fixture(benchmark_config(repo_root, PANOPTIC), data_root,
                                instances_json)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     classes = list(dataset.metainfo['classes'])
@@ -406,15 +394,6 @@ def _run(cmd, cwd, **env):
     return proc.stdout + proc.stderr
 
 
-def _metrics(output):
-    """The metrics of the last ``Iter(test)`` line of a log."""
-    line = [ln for ln in output.splitlines() if 'Iter(test)' in ln][-1]
-    return {
-        key: float(value)
-        for key, value in re.findall(r'(\S+/\S+): (\S+)', line)
-    }
-
-
 def _check(metrics, keys):
     for key in keys:
         assert key in metrics, (key, sorted(metrics))
@@ -444,7 +423,7 @@ def test_tools_test_coco_panoptic(repo_root, data_root, instances_json,
     for table in ('Panoptic Evaluation Results', 'segm_mAP_copypaste',
                   'Semantic segmentation results'):
         assert table in out
-    metrics = _metrics(out)
+    metrics = parse_metrics(out)
     _check(metrics, PQ_KEYS + AP_KEYS + SEM_KEYS)
     assert all(metrics[key] <= 1 for key in AP_KEYS)  # mmdet: fractions
     # one 'panoptic' run answered with the three outputs at original size
@@ -462,7 +441,7 @@ def test_tools_test_coco_panoptic(repo_root, data_root, instances_json,
         'bash', 'tools/dist_test.sh', config, tiny_checkpoint, '2',
         '--work-dir', str(tmp_path / 'dist')
     ], repo_root, PYTHON=sys.executable, PORT='29541')
-    assert _metrics(out) == pytest.approx(metrics)
+    assert parse_metrics(out) == pytest.approx(metrics)
 
 
 @pytest.mark.parametrize('protocol', ['per_expression', 'merged'])
@@ -475,7 +454,7 @@ def test_tools_test_refcoco(repo_root, data_root, tiny_checkpoint, tmp_path,
         '--work-dir', str(tmp_path / 'work')
     ], repo_root)
     assert 'Referring segmentation results' in out
-    metrics = _metrics(out)
+    metrics = parse_metrics(out)
     _check(metrics, ['refseg/cIoU', 'refseg/mIoU'])
     # fixture val split: 3 referents with 7 expressions
     expected = 3 if protocol == 'merged' else 7
@@ -494,7 +473,7 @@ def test_tools_test_coco_interactive(repo_root, data_root, tiny_checkpoint,
         '--work-dir', str(tmp_path / 'work')
     ], repo_root)
     assert 'Interactive segmentation results' in out
-    metrics = _metrics(out)
+    metrics = parse_metrics(out)
     _check(metrics, [
         f'interactive/{m}{t}' for m in ('mIoU', 'cIoU')
         for t in ('', f'_{prompt_type}')

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +29,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from config_testing import save_random_checkpoint, tiny_config
-from mmengine.config import Config
+from config_testing import (BENCH, PQ_KEYS, SEM_KEYS, benchmark_config,
+                            parse_metrics, pipeline_types,
+                            save_random_checkpoint, tiny_config)
 from mmengine.structures import InstanceData, PixelData
 from PIL import Image
 
@@ -47,7 +47,6 @@ from projects.psalm.evaluation.functional import rgb2id
 from projects.psalm.evaluation.functional.davis import DAVIS_PALETTE
 from projects.psalm.models.lmm.tokenizer import add_tokens, load_tokenizer
 
-BENCH = 'configs/benchmarks/psalm_swin-b_phi-1.5_test_{}.py'
 GRES = ('grefcoco-val', 'grefcoco-testA', 'grefcoco-testB')
 SEMANTIC = {  # name -> (dataset type, class-name file, ignore index)
     'ade20k-150-semantic': ('PSALMADE20KDataset', 'ade150', 255),
@@ -69,19 +68,8 @@ NUM_CLASSES = dict(
     pascal_context59=59,
     pascal_context459=459,
     voc20=20)
-SEM_KEYS = [f'sem_seg/{m}' for m in ('mIoU', 'fwIoU', 'mACC', 'pACC')]
-PQ_KEYS = [f'coco_panoptic/{m}{s}' for s in ('', '_th', '_st')
-           for m in ('PQ', 'SQ', 'RQ')]
 ADE_IMAGES = ('ADE_val_00000001', 'ADE_val_00000002', 'ADE_val_00000003')
 COCO_IMAGES = ('000000142238.jpg', '000000439180.jpg')
-
-
-def _config(repo_root, name):
-    return Config.fromfile(osp.join(repo_root, BENCH.format(name)))
-
-
-def _types(pipeline):
-    return [step['type'] for step in pipeline]
 
 
 # ----------------------------------------------------------------------
@@ -103,7 +91,7 @@ def test_benchmark_files_match_the_table(repo_root):
 @pytest.mark.parametrize('name', BENCHMARKS)
 def test_config_points_at_its_benchmark(repo_root, name):
     register_all_modules()
-    cfg = _config(repo_root, name)
+    cfg = benchmark_config(repo_root, name)
     assert cfg.default_scope == 'mmdet'
     assert 'projects.psalm' in cfg.custom_imports.imports
     assert cfg.model.type == 'PSALM'
@@ -116,7 +104,7 @@ def test_config_points_at_its_benchmark(repo_root, name):
     pipeline = dataset.pipeline
     for step in pipeline:  # every transform builds with its arguments
         TRANSFORMS.build(step)
-    types = _types(pipeline)
+    types = pipeline_types(pipeline)
     resize = pipeline[types.index('Resize')]
     assert resize.scale == (1024, 1024) and resize.keep_ratio is True
     assert types[-1] == 'PackPSALMInputs'
@@ -214,7 +202,7 @@ def test_class_name_files(repo_root, tmp_path):
 
     # the official (paper-size) prompt of PC-459 fits the 2048 context:
     # text + 256 image tokens + 100 mask tokens
-    cfg = _config(repo_root, 'pascal-context-459')
+    cfg = benchmark_config(repo_root, 'pascal-context-459')
     tokenizer = load_tokenizer(
         osp.join(repo_root, cfg.model.language_model.tokenizer))
     add_tokens(tokenizer, cfg.model.language_model.added_tokens)
@@ -269,7 +257,7 @@ def test_pc459_uint16_labels_survive_loading(repo_root, data_root, tmp_path,
     assert cv2.imwrite(str(labels / f'x{suffix}'), label)
 
     register_all_modules()
-    cfg = _config(repo_root, 'pascal-context-459')
+    cfg = benchmark_config(repo_root, 'pascal-context-459')
     dataset_cfg = cfg.test_dataloader.dataset
     dataset_cfg.update(data_root=str(root), seg_map_suffix=suffix)
     dataset = DATASETS.build(dataset_cfg)
@@ -315,7 +303,7 @@ def _cityscapes_on_fixture(cfg, paths):
 def test_cityscapes_ground_truth_scores_perfectly(repo_root, data_root):
     register_all_modules()
     cfg = _cityscapes_on_fixture(
-        _config(repo_root, CITYSCAPES), Paths(data_root))
+        benchmark_config(repo_root, CITYSCAPES), Paths(data_root))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     assert len(dataset) == 1
     sample = dataset[0]['data_samples']
@@ -440,7 +428,7 @@ def _ade_panoptic_on_fixture(cfg, paths):
 def test_ade_panoptic_ground_truth_scores_perfectly(repo_root, ade_panoptic):
     register_all_modules()
     cfg = _ade_panoptic_on_fixture(
-        _config(repo_root, ADE_PANOPTIC),
+        benchmark_config(repo_root, ADE_PANOPTIC),
         Paths('', ade_panoptic=ade_panoptic))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     assert len(dataset) == 3
@@ -550,15 +538,6 @@ END_TO_END = {
 }
 
 
-def _metrics(output):
-    """The metrics of the last ``Iter(test)`` line of a log."""
-    line = [ln for ln in output.splitlines() if 'Iter(test)' in ln][-1]
-    return {
-        key: float(value)
-        for key, value in re.findall(r'(\S+/\S+): (\S+)', line)
-    }
-
-
 @pytest.fixture(scope='module')
 def tools_test_runs(repo_root, data_root, ade_panoptic, tmp_path_factory):
     """Run ``tools/test.py`` on every end-to-end benchmark, two at a time
@@ -616,7 +595,7 @@ def _check(metrics, keys, high=100.0):
 @pytest.mark.parametrize('name', list(END_TO_END))
 def test_tools_test_end_to_end(tools_test_runs, name):
     log, folder = tools_test_runs[name]
-    metrics = _metrics(log)
+    metrics = parse_metrics(log)
     if name == 'grefcoco-val':
         assert 'Generalised referring segmentation results' in log
         _check(metrics, [
