@@ -11,22 +11,34 @@ tools/model_converters/psalm_official_to_mmpsalm.py).
   re-ordering makes mmcv's PatchMerging equal the official one;
 * missing / unexpected keys raise errors naming them;
 * the CLI converts a safetensors file into a weights-only .pth that
-  ``load_weights_only`` (tools/test.py's loader) reads and the model loads.
+  ``load_weights_only`` (tools/test.py's loader) reads and the model loads;
+* a synthetic checkpoint with exactly the reference key names and shapes
+  converts into a state dict the paper-size model loads strictly (no
+  missing, no unexpected key; only the two unused tables dropped);
+* the fused-QKV split, numerically: attention (and whole-stack) outputs of
+  a transformers-4.36-layout Phi (fused ``query_key_value`` viewed as
+  ``(heads, 3, head_dim)``, written out in the test) equal those of the
+  transformers ``PhiForCausalLM`` the project runs, loaded with the split
+  weights; a naive ``(3, heads, head_dim)`` split does not;
+* the stage-1 projector (``mm_projector.bin`` of EnmingZhang/PSALM_stage1,
+  ``model.mm_projector.*`` only) converts to ``projector.*``: full-size
+  shapes, and a tiny ``.bin`` through the CLI.
 """
 import importlib.util
+import math
 import os.path as osp
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from psalm_testing import RealSample
 
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
-from projects.psalm.models.official_keys import (OFFICIAL_UNUSED_KEYS,
-                                                 mmpsalm_to_official,
-                                                 official_to_mmpsalm,
-                                                 split_qkv)
+from projects.psalm.models.official_keys import (
+    OFFICIAL_PROJECTOR_PREFIX, OFFICIAL_UNUSED_KEYS, mmpsalm_to_official,
+    official_projector_to_mmpsalm, official_to_mmpsalm, split_qkv)
 
 OFFICIAL_CONFIG = 'configs/_base_/models/psalm_official.py'
 KEY_LIST = 'tests/data/official_keys/psalm_state_dict_keys.txt'
@@ -277,3 +289,256 @@ def test_cli_converts_safetensors(tiny_pair, repo_root, tmp_path, capsys):
     save_file({k: v.clone().contiguous() for k, v in official.items()}, src)
     with pytest.raises(ValueError, match='mask_generator.query_embed.weight'):
         cli.main([src, str(tmp_path / 'bad.pth'), '--config', config])
+
+
+def load_cli(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'psalm_official_to_mmpsalm',
+        osp.join(repo_root,
+                 'tools/model_converters/psalm_official_to_mmpsalm.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli
+
+
+@pytest.fixture(scope='module')
+def official_meta(repo_root):
+    """The paper-size official-architecture model on the meta device."""
+    import projects.psalm  # noqa: F401
+    register_all_modules()
+    cfg = Config.fromfile(osp.join(repo_root, OFFICIAL_CONFIG))
+    cfg.model.language_model.tokenizer = osp.join(
+        repo_root, cfg.model.language_model.tokenizer)
+    return build_meta(cfg)
+
+
+# ----------------------------------------------------------------------
+# (f) a synthetic checkpoint with exactly the reference keys and shapes
+# ----------------------------------------------------------------------
+def test_reference_key_list_converts_and_loads_strictly(
+        repo_root, official_meta):
+    reference = read_key_list(osp.join(repo_root, KEY_LIST))
+    official = {k: torch.empty(shape, device='meta')
+                for k, shape in reference.items()}
+    state, report = official_to_mmpsalm(official, return_report=True)
+    # every reference key is converted, but the two unused tables
+    assert report == dict(dropped=list(OFFICIAL_UNUSED_KEYS), unexpected=[],
+                          missing=[])
+    # 935 - 2 unused; the 24 fused QKV (weight + bias) become 3 tensors each
+    assert len(state) == 935 - 2 + 24 * 2 * 2
+    incompatible = official_meta.load_state_dict(state, strict=True)
+    assert not incompatible.missing_keys
+    assert not incompatible.unexpected_keys
+    # and the CLI's key-by-key, shape-by-shape check passes
+    load_cli(repo_root).check_against_model(state, official_meta, True)
+
+
+# ----------------------------------------------------------------------
+# (g) fused QKV vs the transformers-4.36 Phi layout, numerically
+# ----------------------------------------------------------------------
+PHI = dict(vocab_size=97, hidden_size=64, intermediate_size=128,
+           num_hidden_layers=2, num_attention_heads=4,
+           partial_rotary_factor=0.5, rope_theta=10000.0,
+           layer_norm_eps=1e-5, hidden_act='gelu_new',
+           max_position_embeddings=64, resid_pdrop=0.0, embd_pdrop=0.0,
+           attention_dropout=0.0, qk_layernorm=False,
+           tie_word_embeddings=False)
+
+
+def official_phi_weights(seed):
+    """Random weights under the transformers-4.36 (released) Phi names."""
+    gen = torch.Generator().manual_seed(seed)
+    c, f = PHI['hidden_size'], PHI['intermediate_size']
+
+    def rand(*shape, scale=0.2):
+        return torch.randn(*shape, generator=gen) * scale
+
+    weights = {'model.embed_tokens.weight': rand(PHI['vocab_size'], c),
+               'model.final_layernorm.weight': 1 + rand(c),
+               'model.final_layernorm.bias': rand(c),
+               'lm_head.weight': rand(PHI['vocab_size'], c)}
+    for layer in range(PHI['num_hidden_layers']):
+        p = f'model.layers.{layer}.'
+        weights.update({
+            p + 'self_attn.query_key_value.weight': rand(3 * c, c),
+            p + 'self_attn.query_key_value.bias': rand(3 * c),
+            p + 'self_attn.dense.weight': rand(c, c),
+            p + 'self_attn.dense.bias': rand(c),
+            p + 'mlp.fc1.weight': rand(f, c),
+            p + 'mlp.fc1.bias': rand(f),
+            p + 'mlp.fc2.weight': rand(c, f),
+            p + 'mlp.fc2.bias': rand(c),
+            p + 'input_layernorm.weight': 1 + rand(c),
+            p + 'input_layernorm.bias': rand(c)
+        })
+    return weights
+
+
+def attention_4_36(x, weights, prefix):
+    """PhiAttention of transformers 4.36: one fused projection whose output
+    is viewed as ``[B, L, heads, 3, head_dim]`` (q, k, v = index 0, 1, 2),
+    RoPE (rotate-half) on the first ``partial_rotary_factor`` of each head,
+    causal softmax attention in fp32, then ``dense``."""
+    b, n, c = x.shape
+    heads = PHI['num_attention_heads']
+    d = c // heads
+    rot = int(PHI['partial_rotary_factor'] * d)
+    fused = F.linear(x, weights[prefix + 'query_key_value.weight'],
+                     weights[prefix + 'query_key_value.bias'])
+    fused = fused.view(b, n, heads, 3, d)
+    q, k, v = (fused[..., j, :].transpose(1, 2) for j in range(3))
+    inv_freq = 1.0 / PHI['rope_theta']**(
+        torch.arange(0, rot, 2, dtype=torch.float32) / rot)
+    angles = torch.outer(torch.arange(n, dtype=torch.float32), inv_freq)
+    cos = torch.cat([angles, angles], -1).cos()
+    sin = torch.cat([angles, angles], -1).sin()
+
+    def rope(t):
+        t_rot, t_pass = t[..., :rot], t[..., rot:]
+        half = torch.cat([-t_rot[..., rot // 2:], t_rot[..., :rot // 2]], -1)
+        return torch.cat([t_rot * cos + half * sin, t_pass], -1)
+
+    q, k = rope(q), rope(k)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+    scores = scores.masked_fill(
+        torch.ones(n, n, dtype=torch.bool).triu(1), float('-inf'))
+    out = scores.softmax(-1, dtype=torch.float32) @ v
+    out = out.transpose(1, 2).reshape(b, n, c)
+    return F.linear(out, weights[prefix + 'dense.weight'],
+                    weights[prefix + 'dense.bias'])
+
+
+def phi_4_36(ids, weights):
+    """The 4.36 Phi stack: parallel attention + MLP on one LayerNorm."""
+    c = PHI['hidden_size']
+    x = F.embedding(ids, weights['model.embed_tokens.weight'])
+    attn_outs = []
+    for layer in range(PHI['num_hidden_layers']):
+        p = f'model.layers.{layer}.'
+        h = F.layer_norm(x, (c, ), weights[p + 'input_layernorm.weight'],
+                         weights[p + 'input_layernorm.bias'],
+                         PHI['layer_norm_eps'])
+        attn = attention_4_36(h, weights, p + 'self_attn.')
+        mlp = F.linear(
+            F.gelu(F.linear(h, weights[p + 'mlp.fc1.weight'],
+                            weights[p + 'mlp.fc1.bias']),
+                   approximate='tanh'), weights[p + 'mlp.fc2.weight'],
+            weights[p + 'mlp.fc2.bias'])
+        attn_outs.append((h, attn))
+        x = attn + mlp + x
+    x = F.layer_norm(x, (c, ), weights['model.final_layernorm.weight'],
+                     weights['model.final_layernorm.bias'],
+                     PHI['layer_norm_eps'])
+    return x, attn_outs
+
+
+def project_phi(converted, attn_implementation):
+    """transformers' PhiForCausalLM as the project builds it (bias-free
+    lm_head), loaded strictly with the converted weights."""
+    from transformers import PhiConfig, PhiForCausalLM
+    llm = PhiForCausalLM(
+        PhiConfig(**PHI, attn_implementation=attn_implementation)).float()
+    llm.lm_head.register_parameter('bias', None)
+    prefix = 'language_model.llm.'
+    llm.load_state_dict({k[len(prefix):]: v for k, v in converted.items()},
+                        strict=True)
+    return llm.eval()
+
+
+@pytest.mark.parametrize('attn_implementation', ['eager', 'sdpa'])
+def test_fused_qkv_split_matches_transformers_4_36_attention(
+        attn_implementation):
+    weights = official_phi_weights(0)
+    converted = official_to_mmpsalm(
+        weights, num_heads=PHI['num_attention_heads'], strict=False)
+    assert {k for k in converted if 'self_attn.' in k and '_proj' in k} == {
+        f'language_model.llm.model.layers.{i}.self_attn.{x}_proj.{p}'
+        for i in range(2) for x in 'qkv' for p in ('weight', 'bias')}
+    llm = project_phi(converted, attn_implementation)
+    torch.manual_seed(0)
+    ids = torch.randint(0, PHI['vocab_size'], (2, 11))
+    captured = []
+
+    def hook(module, args, kwargs, output):
+        captured.append((kwargs['hidden_states'], output[0]))
+
+    handles = [layer.self_attn.register_forward_hook(hook, with_kwargs=True)
+               for layer in llm.model.layers]
+    with torch.no_grad():
+        hidden = llm.model(input_ids=ids,
+                           attention_mask=torch.ones_like(ids)
+                           ).last_hidden_state
+        expected_hidden, expected_attn = phi_4_36(ids, weights)
+        assert len(captured) == len(expected_attn) == 2
+        # layer by layer on the same input: the attention outputs agree
+        for layer, ((h, out), (h_ref, _)) in enumerate(
+                zip(captured, expected_attn)):
+            torch.testing.assert_close(h, h_ref)
+            torch.testing.assert_close(
+                out,
+                attention_4_36(h, weights, f'model.layers.{layer}.self_attn.'))
+    for handle in handles:
+        handle.remove()
+    torch.testing.assert_close(hidden, expected_hidden)
+
+    # the test is sensitive to the row order: a (3, heads, head_dim) split
+    # (plain chunk into q, k, v) changes the outputs
+    naive = dict(converted)
+    for layer in range(PHI['num_hidden_layers']):
+        for p in ('weight', 'bias'):
+            fused = weights[
+                f'model.layers.{layer}.self_attn.query_key_value.{p}']
+            for x, part in zip('qkv', fused.chunk(3)):
+                naive[f'language_model.llm.model.layers.{layer}.self_attn.'
+                      f'{x}_proj.{p}'] = part
+    with torch.no_grad():
+        wrong = project_phi(naive, attn_implementation).model(
+            input_ids=ids).last_hidden_state
+    assert not torch.allclose(wrong, expected_hidden, atol=1e-3)
+
+
+# ----------------------------------------------------------------------
+# (h) the stage-1 projector (EnmingZhang/PSALM_stage1 mm_projector.bin)
+# ----------------------------------------------------------------------
+def test_stage1_projector_full_size_shapes(repo_root, official_meta):
+    reference = read_key_list(osp.join(repo_root, KEY_LIST))
+    projector = {k: torch.empty(s, device='meta')
+                 for k, s in reference.items()
+                 if k.startswith(OFFICIAL_PROJECTOR_PREFIX)}
+    assert len(projector) == 20
+    state = official_projector_to_mmpsalm(projector)
+    ours = {k: tuple(v.shape) for k, v in official_meta.state_dict().items()
+            if k.startswith('projector.')}
+    assert {k: tuple(v.shape) for k, v in state.items()} == ours
+    # other modules' keys or a missing projector key are named
+    gone = OFFICIAL_PROJECTOR_PREFIX + 'layer1.0.bn2.running_var'
+    broken = {k: v for k, v in projector.items() if k != gone}
+    broken['seg_query'] = torch.empty(100, 2048, device='meta')
+    with pytest.raises(KeyError, match=r'bn2\.running_var.*seg_query'):
+        official_projector_to_mmpsalm(broken)
+    out, report = official_projector_to_mmpsalm(broken, strict=False,
+                                                return_report=True)
+    assert report == dict(unexpected=['seg_query'], missing=[gone])
+    assert len(out) == 19
+
+
+def test_stage1_projector_bin_through_cli(tiny_pair, repo_root, tmp_path,
+                                          capsys):
+    cfg, source, target = tiny_pair
+    projector = {OFFICIAL_PROJECTOR_PREFIX + k: v.clone()
+                 for k, v in source.projector.state_dict().items()}
+    src = str(tmp_path / 'mm_projector.bin')
+    torch.save(projector, src)  # what the LLaVA stage-1 trainer writes
+    config = str(tmp_path / 'tiny_official.py')
+    cfg.dump(config)
+    dst = str(tmp_path / 'stage1_projector.pth')
+    load_cli(repo_root).main([src, dst, '--config', config])
+    assert 'stage-1 projector' in capsys.readouterr().out
+    from projects.psalm.engine import load_weights_only
+    state = load_weights_only(dst, map_location='cpu')['state_dict']
+    assert set(state) == {f'projector.{k}'
+                          for k in source.projector.state_dict()}
+    target.projector.load_state_dict(
+        {k[len('projector.'):]: v for k, v in state.items()}, strict=True)
+    for key, value in source.projector.state_dict().items():
+        assert torch.equal(target.projector.state_dict()[key], value), key

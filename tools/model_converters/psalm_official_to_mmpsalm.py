@@ -10,6 +10,16 @@ weights_only=True)``). DST: ``.pth`` (mmengine weights-only checkpoint
 ``.safetensors``. The converted tensors are checked key by key and shape by
 shape against the official-architecture model built on the meta device from
 ``--config`` (default ``configs/_base_/models/psalm_official.py``).
+
+The stage-1 projector of ``EnmingZhang/PSALM_stage1`` (``mm_projector.bin``,
+only ``model.mm_projector.*`` keys) is recognised and converted alone to
+``projector.*`` (checked against the model's projector), e.g. for
+``model.projector.init_cfg=dict(type='Pretrained', checkpoint=DST,
+prefix='projector.')``::
+
+    python tools/model_converters/psalm_official_to_mmpsalm.py \
+        checkpoints/PSALM_stage1/mm_projector.bin \
+        checkpoints/psalm_stage1_projector.pth
 """
 import argparse
 import json
@@ -92,8 +102,12 @@ def build_meta_model(config: str):
     return model, cfg
 
 
-def check_against_model(state: dict, model, strict: bool) -> None:
-    expected = model.state_dict()
+def check_against_model(state: dict, model, strict: bool,
+                        prefix: str = '') -> None:
+    """Compare converted keys and shapes with ``model``'s state dict (only
+    its ``prefix`` keys); drop unexpected keys when not ``strict``."""
+    expected = {k: v for k, v in model.state_dict().items()
+                if k.startswith(prefix)}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [f'{k}: converted {tuple(state[k].shape)} vs model '
@@ -118,16 +132,34 @@ def save(state: dict, dst: str, meta: dict) -> None:
         torch.save(dict(state_dict=state, meta=meta), dst)
 
 
+def is_stage1_projector(official: dict) -> bool:
+    """Whether ``official`` is the stage-1 ``mm_projector.bin`` (only
+    ``model.mm_projector.*`` keys)."""
+    from projects.psalm.models.official_keys import OFFICIAL_PROJECTOR_PREFIX
+    return bool(official) and all(
+        k.startswith(OFFICIAL_PROJECTOR_PREFIX) for k in official)
+
+
 def main(argv=None):
-    from projects.psalm.models.official_keys import official_to_mmpsalm
+    from projects.psalm.models.official_keys import (
+        official_projector_to_mmpsalm, official_to_mmpsalm)
     args = parse_args(argv)
     strict = not args.no_strict
     model, cfg = build_meta_model(args.config)
     num_heads = model.language_model.llm.config.num_attention_heads
     official = load_official(args.src)
-    state, report = official_to_mmpsalm(
-        official, num_heads=num_heads, strict=strict, return_report=True)
-    check_against_model(state, model, strict)
+    if is_stage1_projector(official):
+        state, report = official_projector_to_mmpsalm(
+            official, strict=strict, return_report=True)
+        report['dropped'] = []
+        check_against_model(state, model, strict, prefix='projector.')
+        print(f'{args.src} is a stage-1 projector: converting '
+              'model.mm_projector.* only')
+    else:
+        state, report = official_to_mmpsalm(
+            official, num_heads=num_heads, strict=strict,
+            return_report=True)
+        check_against_model(state, model, strict)
     meta = dict(source=osp.abspath(args.src),
                 converter=osp.relpath(osp.abspath(__file__), ROOT),
                 config=osp.relpath(osp.abspath(args.config), ROOT),

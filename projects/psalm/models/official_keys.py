@@ -7,7 +7,9 @@ and reshapes the released state dict (``model.vision_tower.*``,
 ``query_key_value``, ``seg_query``, the four 2048 -> 256 projections,
 ``pixel_decoder.*``, ``predictor.*``) into the state dict of
 :class:`PSALM` built with ``configs/_base_/models/psalm_official.py``;
-:func:`mmpsalm_to_official` is its exact inverse.
+:func:`mmpsalm_to_official` is its exact inverse;
+:func:`official_projector_to_mmpsalm` converts the stage-1 projector alone
+(``mm_projector.bin``, ``model.mm_projector.*``).
 
 Tensor transforms:
 
@@ -33,11 +35,15 @@ import torch
 from torch import Tensor
 
 __all__ = ['official_to_mmpsalm', 'mmpsalm_to_official',
-           'OFFICIAL_UNUSED_KEYS', 'split_qkv', 'merge_qkv']
+           'official_projector_to_mmpsalm', 'OFFICIAL_UNUSED_KEYS',
+           'OFFICIAL_PROJECTOR_PREFIX', 'split_qkv', 'merge_qkv']
 
 #: released keys that no part of the forward pass reads
 OFFICIAL_UNUSED_KEYS = ('predictor.query_feat.weight',
                         'predictor.SEG_query_embed.weight')
+
+#: prefix of the projector keys, alone in the stage-1 ``mm_projector.bin``
+OFFICIAL_PROJECTOR_PREFIX = 'model.mm_projector.'
 
 WB = ('weight', 'bias')
 BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
@@ -420,3 +426,43 @@ def mmpsalm_to_official(state_dict: Dict[str, Tensor],
     """
     return _convert(state_dict, False, num_heads, strict,
                     fill_unused=fill_unused, return_report=return_report)
+
+
+def official_projector_to_mmpsalm(state_dict: Dict[str, Tensor],
+                                  strict: bool = True,
+                                  return_report: bool = False):
+    """Convert the stage-1 projector (``mm_projector.bin`` of
+    ``EnmingZhang/PSALM_stage1``) to this project's ``projector.*`` keys.
+
+    The file holds only the ``model.mm_projector.*`` keys of the
+    ``ResNetSwin`` projector (20 with the BatchNorm buffers); the names are
+    those of the full released checkpoint, so the same rules apply.
+
+    Args:
+        state_dict (dict): ``model.mm_projector.*`` tensors.
+        strict (bool): Raise a ``KeyError`` naming keys of other modules and
+            projector keys that are missing. Otherwise skip them.
+        return_report (bool): Also return ``dict(unexpected=[...],
+            missing=[...])``.
+
+    Returns:
+        OrderedDict (or ``(OrderedDict, report)``): ``projector.*`` keys.
+    """
+    out, report = _convert(state_dict, True, 32, strict=False,
+                           return_report=True)
+    unexpected = [k for k in state_dict
+                  if not k.startswith(OFFICIAL_PROJECTOR_PREFIX)
+                  or k in report['unexpected']]
+    missing = [k for k in report['missing']
+               if k.startswith(OFFICIAL_PROJECTOR_PREFIX)]
+    if (missing or unexpected) and strict:
+        raise KeyError(
+            'not a stage-1 projector state dict (model.mm_projector.*): '
+            f'missing keys ({len(missing)}): {missing}; keys of other '
+            f'modules or unknown ({len(unexpected)}): {unexpected} (pass '
+            'strict=False to convert what is known)')
+    out = OrderedDict((k, v) for k, v in out.items()
+                      if k.startswith('projector.'))
+    if return_report:
+        return out, dict(unexpected=unexpected, missing=missing)
+    return out
