@@ -1,4 +1,5 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
+from .baselines import TrivialBaseline
 from .data_preprocessor import PSALMDataPreprocessor
 from .inference import *  # noqa: F401,F403
 from .lmm import *  # noqa: F401,F403
@@ -6,4 +7,6 @@ from .lmm.conditions import ConditionEncoder
 from .mask_generator import *  # noqa: F401,F403
 from .psalm import PSALM
 
-__all__ = ['PSALM', 'PSALMDataPreprocessor', 'ConditionEncoder']
+__all__ = [
+    'PSALM', 'PSALMDataPreprocessor', 'ConditionEncoder', 'TrivialBaseline'
+]

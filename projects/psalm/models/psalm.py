@@ -30,25 +30,62 @@ Data-sample contract (filled by the PSALM pipelines):
   normalised and padded like ``inputs``, on which the visual prompts are
   drawn instead (VOS: earlier frames); ``prompt_image_ids`` (``[K]`` long,
   optional when ``P == 1``) gives the image of each prompt.
+
+Many prompts on one image (SAM-like): :meth:`PSALM.encode_image` runs the
+parts that do not depend on the prompt once (Swin, projector, pixel decoder
+and the LLM over the shared prefix ``system + [INST] + image tokens +
+instruction``, kept as its key/value states) into an :class:`ImageCache`;
+:meth:`PSALM.predict_prompts` then runs only the suffix of K prompts
+(condition, ``[/INST]``, answer, mask tokens) as one padded batch on the
+cached prefix, and the mask decoder on the cached pixel features. Causal
+attention makes this exact: no prefix token attends to the suffix.
 """
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
-from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from .inference import (category_inference, gres_inference,
-                        referring_inference,
-                        unique_visual_prompt_inference,
-                        visual_prompt_inference)
+from .inference import CATEGORY_TASKS, fill_prediction
 from .lmm.input_schema import TASK_CONDITIONS, SequenceSpec
+from .lmm.language_model import PrefixStates
 
-CATEGORY_TASKS = ('panoptic', 'semantic', 'instance')
+__all__ = ['CATEGORY_TASKS', 'ImageCache', 'PSALM']
+
+
+@dataclass
+class ImageCache:
+    """Prompt-independent state of ONE image (:meth:`PSALM.encode_image`).
+
+    Shape legend: C_l = Swin channels of level l; D = LLM width; Ni = image
+    tokens; C = decoder width; H, W = padded input size.
+
+    Attributes:
+        feats (list[Tensor]): The 4 Swin levels, ``[1, C_l, H/s, W/s]``
+            (strides 4..32).
+        image_tokens (Tensor): ``[1, Ni, D]`` projected image tokens.
+        grid (tuple[int, int]): ``(h, w)`` of the image-token grid.
+        pixel_features (tuple): The pixel decoder's outputs,
+            ``mask_features`` ``[1, C, H/4, W/4]`` and the multi-scale
+            memories (low to high resolution), each ``[1, C, h_l, w_l]``.
+        pad_shape (tuple[int, int]): ``(H, W)`` of the padded input.
+        prefixes (dict): LLM key/value states of the shared prompt prefixes
+            seen so far, keyed by the prefix token ids (one per task
+            instruction); filled lazily by :meth:`PSALM.predict_prompts`.
+            The states are never modified, only copied.
+    """
+    feats: List[Tensor]
+    image_tokens: Tensor
+    grid: Tuple[int, int]
+    pixel_features: Tuple[Tensor, List[Tensor]]
+    pad_shape: Tuple[int, int]
+    prefixes: Dict[Tuple[int, ...], PrefixStates] = field(
+        default_factory=dict)
 
 
 @MODELS.register_module()
@@ -174,8 +211,9 @@ class PSALM(BaseModel):
     def _batch_task(data_samples: SampleList) -> str:
         tasks = {sample.metainfo['prompt']['task'] for sample in data_samples}
         if len(tasks) != 1:
-            raise ValueError(f'a batch must hold one task, got {sorted(tasks)} '
-                             '(use the multi-task batch sampler)')
+            raise ValueError(f'a batch must hold one task, got '
+                             f'{sorted(tasks)} (use the multi-task batch '
+                             'sampler)')
         return tasks.pop()
 
     def extract_feat(self, inputs: Tensor) -> Tuple[List[Tensor], Tensor]:
@@ -234,14 +272,10 @@ class PSALM(BaseModel):
             grid = self.projector.grid_size(feats[-1].shape[-2:])
             region_embeds = self._encode_visual_prompts(
                 image_tokens, grid, data_samples)
-        mask_tokens = None
-        if (self.mask_generator.decoupled
-                and self.input_schema.mask_token_position != 'bypass'
-                and TASK_CONDITIONS[task] is not None):
-            mask_tokens = self.mask_tokens
         batch = self.input_schema.assemble(specs,
                                            self.language_model.embed_tokens,
-                                           image_tokens, mask_tokens,
+                                           image_tokens,
+                                           self._llm_mask_tokens(task),
                                            region_embeds)
         hidden = self.language_model(batch['inputs_embeds'],
                                      batch['attention_mask'])  # [B, L, D]
@@ -318,8 +352,8 @@ class PSALM(BaseModel):
             return torch.zeros(
                 len(masks), dtype=torch.long, device=masks.device)
         image_ids = torch.as_tensor(image_ids, device=masks.device).long()
-        if image_ids.shape != (len(masks), ) or bool(
-            ((image_ids < 0) | (image_ids >= len(prompt_inputs))).any()):
+        outside = (image_ids < 0) | (image_ids >= len(prompt_inputs))
+        if image_ids.shape != (len(masks), ) or bool(outside.any()):
             raise ValueError(f'{name}: prompt_image_ids must hold one index '
                              f'in [0, {len(prompt_inputs)}) per prompt '
                              f'({len(masks)}), got {image_ids.tolist()}')
@@ -334,9 +368,36 @@ class PSALM(BaseModel):
             ``[B, N, H/4, W/4]``, the condition mask ``[B, K]`` and the
             condition type.
         """
-        cond_type = TASK_CONDITIONS[task]
         feats, batch, hidden, restore = self._run_lmm(inputs, data_samples,
                                                       task)
+        return self._decode(feats, batch, hidden, restore, task)
+
+    def _decode(self,
+                feats: List[Tensor],
+                batch: Dict,
+                hidden: Tensor,
+                restore: List[Optional[Tensor]],
+                task: str,
+                pixel_features: Optional[Tuple[Tensor, List[Tensor]]] = None
+                ) -> Tuple[List[Tensor], List[Tensor], Tensor, str]:
+        """Steps 5-6: conditions and queries from the LLM, mask generator.
+
+        Args:
+            feats (list[Tensor]): Swin levels ``[B, C_l, H/s, W/s]``.
+            batch (dict): The assembled batch (``cond_spans`` and, unless
+                bypassed, ``mask_index``) in ``hidden`` coordinates.
+            hidden (Tensor): ``[B, L, D]`` LLM hidden states.
+            restore (list[Tensor | None]): Restore orders of shuffled
+                category prompts.
+            task (str): The batch's task.
+            pixel_features (tuple, optional): Cached pixel-decoder outputs of
+                one image (``[1, ...]`` each), shared by the B prompts; the
+                pixel decoder then does not run.
+
+        Returns:
+            tuple: as :meth:`_segment`.
+        """
+        cond_type = TASK_CONDITIONS[task]
         cond_embeds, cond_mask = self.condition_encoder(
             hidden, batch['cond_spans'], cond_type)  # [B, K, C], [B, K]
         if any(order is not None for order in restore):
@@ -357,11 +418,15 @@ class PSALM(BaseModel):
                     -1, -1, hidden.shape[-1])
                 states = hidden.gather(1, index)  # [B, N, D]
             else:  # bypass: the mask tokens skip the LLM (Tab. 2)
-                states = self.mask_tokens[None].expand(len(data_samples), -1,
-                                                       -1)
+                states = self.mask_tokens[None].expand(len(hidden), -1, -1)
             queries = self.condition_encoder.project_queries(states)
-        all_cls, all_masks = self.mask_generator(feats, queries, cond_embeds,
-                                                 cond_mask, cond_type)
+        if pixel_features is not None:
+            # shape [1, C_l, h, w] -> [B, C_l, h, w] (views; only the batch
+            # size and the number of levels are read)
+            feats = [f.expand(len(hidden), -1, -1, -1) for f in feats]
+        all_cls, all_masks = self.mask_generator(
+            feats, queries, cond_embeds, cond_mask, cond_type,
+            pixel_features=pixel_features)
         return all_cls, all_masks, cond_mask, cond_type
 
     # ------------------------------------------------------------------
@@ -417,64 +482,41 @@ class PSALM(BaseModel):
             return self._predict_text(inputs, data_samples, task)
         all_cls, all_masks, cond_mask, _ = self._segment(
             inputs, data_samples, task)
-        cls_logits, mask_logits = all_cls[-1], all_masks[-1]
-        pad_shape = inputs.shape[-2:]
+        self._fill_predictions(data_samples, task, all_cls[-1],
+                               all_masks[-1], cond_mask, inputs.shape[-2:])
+        return data_samples
+
+    def _fill_predictions(self, data_samples: SampleList, task: str,
+                          cls_logits: Tensor, mask_logits: Tensor,
+                          cond_mask: Tensor,
+                          pad_shape: Sequence[int]) -> None:
+        """Post-process the last output of a batch into its samples.
+
+        Args:
+            data_samples (list[DetDataSample]): The batch (B samples).
+            task (str): Its task.
+            cls_logits (Tensor): ``[B, N, K]`` class logits.
+            mask_logits (Tensor): ``[B, N, H/4, W/4]`` mask logits.
+            cond_mask (Tensor): ``[B, K]`` valid conditions.
+            pad_shape (Sequence[int]): ``(H, W)`` of the padded inputs.
+        """
         for b, sample in enumerate(data_samples):
             shapes = (pad_shape, sample.metainfo['img_shape'],
                       sample.metainfo['ori_shape'])
             valid = cond_mask[b]
             logits = cls_logits[b][:, valid]  # [N, K_b]
-            self._fill_prediction(sample, task, logits, mask_logits[b],
-                                  shapes)
-        return data_samples
-
-    def _fill_prediction(self, sample: DetDataSample, task: str,
-                         logits: Tensor, masks: Tensor,
-                         shapes: Tuple) -> None:
-        """Turn one image's logits into ``pred_*`` fields."""
-        cfg = self.test_cfg
-        if task in CATEGORY_TASKS:
-            out = category_inference(
-                logits, masks, *shapes,
-                is_thing=sample.metainfo.get('is_thing'),
-                object_mask_thr=cfg['object_mask_thr'],
-                iou_thr=cfg['iou_thr'],
-                max_per_image=cfg['max_per_image'],
-                panoptic=task == 'panoptic',
-                instance=task in ('panoptic', 'instance'),
-                semantic=task in ('panoptic', 'semantic'))
-            if out.get('pan_seg') is not None:
-                sample.pred_panoptic_seg = PixelData(sem_seg=out['pan_seg'][None])
-            if out.get('instances') is not None:
-                sample.pred_instances = out['instances']
-            if out.get('sem_seg') is not None:
-                sample.pred_sem_seg = PixelData(
-                    sem_seg=out['sem_seg'].argmax(0, keepdim=True))
-            return
-        if task == 'referring':
-            mask, score = referring_inference(logits, masks, *shapes)
-            sample.pred_instances = InstanceData(
-                masks=mask[None], scores=masks.new_tensor([score]))
-        elif task == 'gres':
-            mask, _ = gres_inference(
-                logits, masks, *shapes, threshold=cfg['gres_threshold'],
-                fallback_top1=cfg['gres_fallback_top1'])
-            sample.pred_instances = InstanceData(
-                masks=mask[None],
-                scores=masks.new_tensor([float(mask.any())]))
-        else:  # interactive / vos: one mask per visual prompt
-            # VOS objects must not share a query (official protocol)
-            infer = unique_visual_prompt_inference if task == 'vos' \
-                else visual_prompt_inference
-            region_masks, scores, _ = infer(logits, masks, *shapes)
-            sample.pred_instances = InstanceData(
-                masks=region_masks, scores=scores,
-                labels=torch.arange(len(scores), device=scores.device))
+            fill_prediction(sample, task, logits, mask_logits[b], shapes,
+                            self.test_cfg)
 
     def _predict_text(self, inputs: Tensor, data_samples: SampleList,
                       task: str) -> SampleList:
         """Answer the open human turn of every conversation."""
         _, image_tokens = self.extract_feat(inputs)
+        return self._answer(image_tokens, data_samples, task)
+
+    def _answer(self, image_tokens: Tensor, data_samples: SampleList,
+                task: str) -> SampleList:
+        """Generate the answers from ``[B, Ni, D]`` image tokens."""
         prompts, _ = self._prompts(data_samples, task)
         specs = [self.input_schema.build(prompt) for prompt in prompts]
         batch = self.input_schema.assemble(specs,
@@ -486,3 +528,137 @@ class PSALM(BaseModel):
         for sample, text in zip(data_samples, texts):
             sample.pred_text = text
         return data_samples
+
+    # ------------------------------------------------------------------
+    # many prompts on one image (cached)
+    # ------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_image(self,
+                     inputs: Tensor,
+                     data_samples: Optional[SampleList] = None
+                     ) -> ImageCache:
+        """Run everything that does not depend on the prompt, once.
+
+        Args:
+            inputs (Tensor): ``[1, 3, H, W]`` one normalised, padded image
+                (the data preprocessor's output).
+            data_samples (list[DetDataSample], optional): Samples of this
+                image with prompts (``metainfo['prompt']``); the LLM prefix
+                of their task is computed now instead of at the first
+                :meth:`predict_prompts`.
+
+        Returns:
+            ImageCache: The image's features, pixel-decoder outputs and
+            (for ``data_samples``) LLM prefix states.
+        """
+        if inputs.dim() != 4 or inputs.shape[0] != 1:
+            raise ValueError('encode_image takes ONE image [1, 3, H, W], got '
+                             f'shape {tuple(inputs.shape)}')
+        feats, image_tokens = self.extract_feat(inputs)
+        cache = ImageCache(
+            feats=feats,
+            image_tokens=image_tokens,
+            grid=self.projector.grid_size(feats[-1].shape[-2:]),
+            pixel_features=self.mask_generator.pixel_decoder(feats),
+            pad_shape=tuple(inputs.shape[-2:]))
+        if data_samples:
+            task = self._batch_task(data_samples)
+            if TASK_CONDITIONS[task] is not None:
+                prompts, _ = self._prompts(data_samples, task)
+                specs = [self.input_schema.build(p) for p in prompts]
+                self._prefix_states(cache,
+                                    self.input_schema.split_prefix(specs)[0])
+        return cache
+
+    @torch.no_grad()
+    def predict_prompts(self, cache: ImageCache,
+                        data_samples: SampleList) -> SampleList:
+        """Predict K prompts on a cached image as one batch.
+
+        Gives the results of K separate :meth:`predict` calls on the image
+        (up to floating-point reordering), without re-running Swin, the
+        projector, the pixel decoder or the LLM over the shared prefix: the
+        LLM runs only each prompt's suffix (right-padded to the longest, on
+        the prefix states copied K times, positions continuing after the
+        prefix) and the mask decoder runs on the cached pixel features.
+        Conversation tasks (``vqa``, ``caption``) reuse the image tokens.
+
+        Args:
+            cache (ImageCache): :meth:`encode_image` of the image.
+            data_samples (list[DetDataSample]): K samples of that image, one
+                task, with the preprocessed ``metainfo`` (``img_shape``,
+                ``ori_shape``, ``prompt``) and, for visual prompts,
+                ``prompt_masks`` ``[K_b, H, W]`` padded like the image.
+
+        Returns:
+            list[DetDataSample]: ``data_samples`` with their predictions,
+            as :meth:`predict` fills them.
+        """
+        if not isinstance(cache, ImageCache):
+            raise TypeError('cache must be the ImageCache of encode_image, '
+                            f'got {type(cache).__name__}')
+        if not data_samples:
+            raise ValueError('predict_prompts needs at least one data sample')
+        task = self._batch_task(data_samples)
+        num_prompts = len(data_samples)
+        # shape [1, Ni, D] -> [K, Ni, D] (view)
+        image_tokens = cache.image_tokens.expand(num_prompts, -1, -1)
+        if TASK_CONDITIONS[task] is None:
+            return self._answer(image_tokens, data_samples, task)
+        if not self.mask_generator.decoupled and num_prompts > 1:
+            # the conditions are the decoder queries there: padding them to
+            # a common number would change the result
+            for sample in data_samples:
+                self.predict_prompts(cache, [sample])
+            return data_samples
+        prompts, restore = self._prompts(data_samples, task)
+        specs = [self.input_schema.build(prompt) for prompt in prompts]
+        prefix_spec, suffix_specs = self.input_schema.split_prefix(specs)
+        prefix = self._prefix_states(cache, prefix_spec)
+        region_embeds = None
+        if TASK_CONDITIONS[task] == 'visual':
+            # one prompt at a time, as separate predict calls pool them (the
+            # official sampled-points pooling draws from one seeded stream
+            # per call)
+            region_embeds = [
+                self._encode_visual_prompts(cache.image_tokens, cache.grid,
+                                            [sample])[0]
+                for sample in data_samples
+            ]
+        batch = self.input_schema.assemble(
+            suffix_specs,
+            self.language_model.embed_tokens,
+            None,
+            self._llm_mask_tokens(task),
+            region_embeds,
+            prefix_length=prefix.length,
+            device=image_tokens.device)
+        hidden = self.language_model.forward_suffix(
+            batch['inputs_embeds'], batch['attention_mask'],
+            prefix)  # [K, S, D]
+        all_cls, all_masks, cond_mask, _ = self._decode(
+            cache.feats, batch, hidden, restore, task, cache.pixel_features)
+        self._fill_predictions(data_samples, task, all_cls[-1],
+                               all_masks[-1], cond_mask, cache.pad_shape)
+        return data_samples
+
+    def _llm_mask_tokens(self, task: str) -> Optional[Tensor]:
+        """The ``[N, D]`` mask tokens the LLM sequence holds, if any."""
+        if (self.mask_generator.decoupled
+                and self.input_schema.mask_token_position != 'bypass'
+                and TASK_CONDITIONS[task] is not None):
+            return self.mask_tokens
+        return None
+
+    def _prefix_states(self, cache: ImageCache,
+                       prefix_spec: SequenceSpec) -> PrefixStates:
+        """The LLM states of a prompt prefix on the cached image (memoised
+        in ``cache.prefixes``)."""
+        key = tuple(prefix_spec.input_ids)
+        if key not in cache.prefixes:
+            batch = self.input_schema.assemble(
+                [prefix_spec], self.language_model.embed_tokens,
+                cache.image_tokens)
+            cache.prefixes[key] = self.language_model.encode_prefix(
+                batch['inputs_embeds'])  # [1, P, D] -> states
+        return cache.prefixes[key]

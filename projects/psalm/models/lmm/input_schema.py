@@ -466,30 +466,97 @@ class InputSchema:
                 pieces.append(_PLACEHOLDER_TEXT.get(token_id, f'<{token_id}>'))
         return ''.join(pieces)
 
+    def split_prefix(
+        self, specs: Sequence[SequenceSpec]
+    ) -> Tuple[SequenceSpec, List[SequenceSpec]]:
+        """Split sequences into their shared prefix and their suffixes.
+
+        The prefix is the longest common start of all ``input_ids`` that
+        ends before the first condition span, region or mask-token
+        placeholder of any of them (their LLM outputs are read, and regions
+        differ per prompt even where the ids agree), e.g. ``system + [INST]
+        + image + instruction`` for prompts of one task. Prefix + suffix of a
+        spec is the spec again.
+
+        Args:
+            specs (Sequence[SequenceSpec]): Sequences of prompts on one
+                image (the same image placeholder).
+
+        Returns:
+            tuple: The prefix spec (holds the image, no conditions) and one
+            suffix spec per input, whose ``cond_spans`` are relative to the
+            suffix start.
+        """
+        if not specs:
+            raise ValueError('split_prefix needs at least one spec')
+        first = specs[0].input_ids
+        end = min(len(spec.input_ids) for spec in specs)
+        for spec in specs:
+            stops = [start for start, _ in spec.cond_spans] + [
+                i for i, token_id in enumerate(spec.input_ids)
+                if token_id in (MASK_TOKEN_INDEX, REGION_TOKEN_INDEX)
+            ]
+            end = min([end] + stops)
+            same = [a == b for a, b in zip(first[:end], spec.input_ids)]
+            if not all(same):
+                end = same.index(False)
+        if IMAGE_TOKEN_INDEX not in first[:end]:
+            raise ValueError('the prompts share no prefix holding the image: '
+                             f'{[spec.sample_id for spec in specs]}')
+        if any(len(spec.input_ids) == end for spec in specs):
+            raise ValueError('a prompt is entirely shared prefix: nothing of '
+                             'it is left to predict from')
+        head = specs[0]
+        prefix = SequenceSpec(
+            input_ids=list(first[:end]),
+            labels=[IGNORE_INDEX] * end,
+            cond_spans=[],
+            cond_type=head.cond_type,
+            task=head.task,
+            sample_id=head.sample_id)
+        suffixes = [
+            SequenceSpec(
+                input_ids=list(spec.input_ids[end:]),
+                labels=list(spec.labels[end:]),
+                cond_spans=[(start - end, stop - end)
+                            for start, stop in spec.cond_spans],
+                cond_type=spec.cond_type,
+                task=spec.task,
+                sample_id=spec.sample_id) for spec in specs
+        ]
+        return prefix, suffixes
+
     # ------------------------------------------------------------------
     # batch assembly
     # ------------------------------------------------------------------
-    def assemble(
-            self,
-            specs: Sequence[SequenceSpec],
-            embed_tokens: Callable[[Tensor], Tensor],
-            image_embeds: Tensor,
-            mask_embeds: Optional[Tensor] = None,
-            region_embeds: Optional[Sequence[Tensor]] = None
-    ) -> Dict[str, Any]:
+    def assemble(self,
+                 specs: Sequence[SequenceSpec],
+                 embed_tokens: Callable[[Tensor], Tensor],
+                 image_embeds: Optional[Tensor],
+                 mask_embeds: Optional[Tensor] = None,
+                 region_embeds: Optional[Sequence[Tensor]] = None,
+                 *,
+                 prefix_length: int = 0,
+                 device: Optional[torch.device] = None) -> Dict[str, Any]:
         """Expand placeholders and pad a batch into LLM inputs.
 
         Args:
             specs (Sequence[SequenceSpec]): One spec per sample (B).
             embed_tokens (Callable): Maps a 1-D LongTensor of token ids
                 ``[T]`` to embeddings ``[T, D]``; called once per batch.
-            image_embeds (Tensor): ``[B, Ni, D]`` projected image tokens.
+            image_embeds (Tensor, optional): ``[B, Ni, D]`` projected image
+                tokens; None for suffixes of :meth:`split_prefix`, which
+                hold no image.
             mask_embeds (Tensor, optional): ``[N, D]`` mask-token embeddings,
                 shared by all samples; required when the specs hold mask
                 tokens.
             region_embeds (Sequence[Tensor], optional): Per sample
                 ``[K_b, D]`` visual-prompt embeddings; required when a spec
                 holds regions.
+            prefix_length (int): Length of the (already encoded) prefix the
+                specs continue; counts towards ``max_length``.
+            device (torch.device, optional): Device of the outputs when
+                ``image_embeds`` is None.
 
         Returns:
             dict: ``inputs_embeds`` ``[B, L, D]``, ``attention_mask``
@@ -497,19 +564,24 @@ class InputSchema:
             (``-100`` on image/mask/region/padding), ``mask_index``
             ``[B, N]`` (absent when no sample has mask tokens),
             ``cond_spans`` (list of ``[K_b, 2]`` LongTensors, expanded
-            coordinates) and ``image_span`` ``[B, 2]``.
+            coordinates) and ``image_span`` ``[B, 2]`` (absent without
+            ``image_embeds``).
         """
-        if image_embeds.dim() != 3 or image_embeds.shape[0] != len(specs):
+        if image_embeds is not None and (image_embeds.dim() != 3 or
+                                         image_embeds.shape[0] != len(specs)):
             raise ValueError(f'image_embeds {tuple(image_embeds.shape)} must '
                              f'be [B={len(specs)}, Ni, D]')
+        if image_embeds is None and device is None:
+            raise ValueError('assemble needs image_embeds or a device')
         if region_embeds is not None and len(region_embeds) != len(specs):
             raise ValueError(f'region_embeds has {len(region_embeds)} '
                              f'entries for {len(specs)} samples')
-        device = image_embeds.device
-        num_image = image_embeds.shape[1]
+        if image_embeds is not None:
+            device = image_embeds.device
+        num_image = None if image_embeds is None else image_embeds.shape[1]
         num_mask = self.num_mask_tokens
         layouts = [
-            self._layout(spec, num_image, region_embeds, b)
+            self._layout(spec, num_image, region_embeds, b, prefix_length)
             for b, spec in enumerate(specs)
         ]
         has_mask = {layout['mask_start'] is not None for layout in layouts}
@@ -531,8 +603,9 @@ class InputSchema:
             text_pos.append(layout['text_pos'])
             text_ids.append(layout['text_ids'])
             text_labels.append(layout['text_labels'])
-            image_b.append(np.full(num_image, b))
-            image_pos.append(layout['image_start'] + np.arange(num_image))
+            if num_image is not None:
+                image_b.append(np.full(num_image, b))
+                image_pos.append(layout['image_start'] + np.arange(num_image))
             if has_mask:
                 mask_pos.append(layout['mask_start'] + np.arange(num_mask))
             region_b.append(np.full(len(layout['region_pos']), b))
@@ -545,9 +618,13 @@ class InputSchema:
         text_index = (_long(text_b), _long(text_pos))
         text_embeds = embed_tokens(_long(text_ids))  # [T, D]
         dtype = text_embeds.dtype
-        values = [text_embeds, image_embeds.flatten(0, 1).to(dtype)]
-        batch_index = [text_index[0], _long(image_b)]
-        pos_index = [text_index[1], _long(image_pos)]
+        values, batch_index, pos_index = [text_embeds], [text_index[0]], [
+            text_index[1]
+        ]
+        if num_image is not None:
+            values.append(image_embeds.flatten(0, 1).to(dtype))
+            batch_index.append(_long(image_b))
+            pos_index.append(_long(image_pos))
         if has_mask:
             values.append(mask_embeds.to(dtype).repeat(len(specs), 1))
             batch_index.append(
@@ -584,21 +661,26 @@ class InputSchema:
                     layout['cond_spans'], dtype=torch.long,
                     device=device).reshape(-1, 2) for layout in layouts
             ],
-            image_span=torch.tensor(
+        )
+        if num_image is not None:
+            out['image_span'] = torch.tensor(
                 [[layout['image_start'], layout['image_start'] + num_image]
                  for layout in layouts],
                 dtype=torch.long,
-                device=device),  # [B, 2]
-        )
+                device=device)  # [B, 2]
         if has_mask:
             out['mask_index'] = _long(mask_pos).view(batch_size,
                                                      num_mask)  # [B, N]
         return out
 
-    def _layout(self, spec: SequenceSpec, num_image: int,
+    def _layout(self,
+                spec: SequenceSpec,
+                num_image: Optional[int],
                 region_embeds: Optional[Sequence[Tensor]],
-                b: int) -> Dict[str, Any]:
-        """Expanded positions of one sample's ids (validated)."""
+                b: int,
+                prefix_length: int = 0) -> Dict[str, Any]:
+        """Expanded positions of one sample's ids (validated); no image
+        placeholder is expected when ``num_image`` is None."""
         ids = np.asarray(spec.input_ids, dtype=np.int64)
         is_image = ids == IMAGE_TOKEN_INDEX
         is_mask = ids == MASK_TOKEN_INDEX
@@ -608,9 +690,11 @@ class InputSchema:
         if unknown.any():
             raise ValueError(f'sample {spec.sample_id!r}: unknown placeholder '
                              f'ids {sorted(set(ids[unknown].tolist()))}')
-        if is_image.sum() != 1 or is_mask.sum() > 1:
-            raise ValueError(f'sample {spec.sample_id!r}: needs one image '
-                             'and at most one mask placeholder, got '
+        num_images = 0 if num_image is None else 1
+        if is_image.sum() != num_images or is_mask.sum() > 1:
+            raise ValueError(f'sample {spec.sample_id!r}: needs '
+                             f'{num_images} image and at most one mask '
+                             'placeholder, got '
                              f'{int(is_image.sum())} and {int(is_mask.sum())}')
         num_regions = int(is_region.sum())
         given = 0 if region_embeds is None else region_embeds[b].shape[0]
@@ -619,13 +703,18 @@ class InputSchema:
                              'region placeholders but region_embeds has '
                              f'{given} rows')
         width = np.ones_like(ids)
-        width[is_image] = num_image
+        width[is_image] = num_image or 0
         width[is_mask] = self.num_mask_tokens
         starts = np.concatenate([[0], np.cumsum(width)])  # [n + 1]
         length = int(starts[-1])
         text_pos = starts[:-1][is_text]
         text_ids = ids[is_text]
         text_labels = np.asarray(spec.labels, dtype=np.int64)[is_text]
+        if prefix_length and prefix_length + length > self.max_length:
+            raise ValueError(
+                f'sample {spec.sample_id!r} ({spec.task}): expanded '
+                f'length {prefix_length + length} (prefix {prefix_length}) '
+                f'exceeds max_length={self.max_length}')
         if length > self.max_length:
             keep = text_pos < self.max_length
             if (spec.cond_type is not None or not self.truncate_conversations
@@ -641,7 +730,8 @@ class InputSchema:
             text_pos=text_pos,
             text_ids=text_ids,
             text_labels=text_labels,
-            image_start=int(starts[:-1][is_image][0]),
+            image_start=int(starts[:-1][is_image][0])
+            if is_image.any() else None,
             mask_start=int(starts[:-1][is_mask][0]) if is_mask.any() else None,
             region_pos=starts[:-1][is_region],
             cond_spans=[(int(starts[s]), int(starts[e]))

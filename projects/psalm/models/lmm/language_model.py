@@ -1,7 +1,13 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
-"""Phi-1.5 wrapper used as PSALM's large language model."""
+"""Phi-1.5 wrapper used as PSALM's large language model.
+
+Shape legend: B = sequences, L = length, D = hidden size, P = prefix length,
+S = suffix length, K = suffixes sharing one prefix, Hk = key/value heads,
+Dh = head width.
+"""
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,13 +15,32 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import initialize
 from torch import Tensor
-from transformers import PhiConfig, PhiForCausalLM
+from transformers import DynamicCache, PhiConfig, PhiForCausalLM
 
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from .tokenizer import PAD_TOKEN, add_tokens, load_tokenizer
 
 IGNORE_INDEX = -100
+
+__all__ = ['PhiLanguageModel', 'PrefixStates']
+
+
+@dataclass(frozen=True)
+class PrefixStates:
+    """Key/value states of the decoder layers over one shared prefix.
+
+    Built by :meth:`PhiLanguageModel.encode_prefix` and only read by
+    :meth:`PhiLanguageModel.forward_suffix`, which copies them into a fresh
+    cache, so one prefix serves any number of calls.
+
+    Attributes:
+        layers (tuple): Per decoder layer ``(keys, values)``, each
+            ``[1, Hk, P, Dh]``.
+        length (int): The prefix length P.
+    """
+    layers: Tuple[Tuple[Tensor, Tensor], ...]
+    length: int
 
 
 @MODELS.register_module()
@@ -205,6 +230,75 @@ class PhiLanguageModel(BaseModule):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             use_cache=False)
+        return outputs.last_hidden_state
+
+    @torch.no_grad()
+    def encode_prefix(self, inputs_embeds: Tensor) -> PrefixStates:
+        """Run the decoder over a prefix shared by later suffixes.
+
+        Args:
+            inputs_embeds (Tensor): ``[1, P, D]`` prefix embeddings (no
+                padding).
+
+        Returns:
+            PrefixStates: The per-layer key/value states of the prefix.
+        """
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[0] != 1:
+            raise ValueError('encode_prefix takes one prefix [1, P, D], got '
+                             f'shape {tuple(inputs_embeds.shape)}')
+        self._check_inputs(inputs_embeds,
+                           inputs_embeds.new_ones(inputs_embeds.shape[:2]))
+        cache = DynamicCache(config=self.llm.config)
+        self.llm.model(
+            inputs_embeds=inputs_embeds, cache=cache, use_cache=True)
+        layers = tuple((layer.keys, layer.values) for layer in cache.layers)
+        return PrefixStates(layers=layers, length=inputs_embeds.shape[1])
+
+    @torch.no_grad()
+    def forward_suffix(self, inputs_embeds: Tensor, attention_mask: Tensor,
+                       prefix: PrefixStates) -> Tensor:
+        """Run the decoder on K right-padded suffixes of one prefix.
+
+        The K suffixes attend to the prefix states (copied K times into a
+        new cache; ``prefix`` is left untouched) and, causally, to their own
+        valid tokens; their positions continue after the prefix. The result
+        equals :meth:`forward` on each full sequence, restricted to the
+        suffix positions.
+
+        Args:
+            inputs_embeds (Tensor): ``[K, S, D]`` suffix embeddings.
+            attention_mask (Tensor): ``[K, S]`` 1/True on valid positions
+                (right padding).
+            prefix (PrefixStates): :meth:`encode_prefix` of the prefix.
+
+        Returns:
+            Tensor: ``[K, S, D]`` last hidden states of the suffixes.
+        """
+        self._check_inputs(inputs_embeds, attention_mask)
+        num, length = attention_mask.shape
+        if prefix.length + length > self.max_length:
+            raise ValueError(f'prefix ({prefix.length}) + suffix ({length}) '
+                             f'tokens exceed max_length={self.max_length}')
+        # shape [1, Hk, P, Dh] -> [K, Hk, P, Dh]; the cache concatenates new
+        # states onto copies, never into these tensors
+        cache = DynamicCache(
+            ddp_cache_data=[(keys.expand(num, -1, -1, -1),
+                             values.expand(num, -1, -1, -1))
+                            for keys, values in prefix.layers],
+            config=self.llm.config)
+        # shape [K, S] -> [K, P + S]
+        full_mask = torch.cat([
+            attention_mask.new_ones(num, prefix.length), attention_mask
+        ], dim=1)
+        position_ids = torch.arange(
+            prefix.length, prefix.length + length,
+            device=inputs_embeds.device)[None].expand(num, -1)  # [K, S]
+        outputs = self.llm.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=full_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True)
         return outputs.last_hidden_state
 
     def lm_loss(self, hidden: Tensor, labels: Tensor) -> Tensor:

@@ -254,9 +254,15 @@ class MaskGenerator(BaseModule):
                 raise ValueError(f'queries must have shape {expected}, got '
                                  f'{got}.')
 
-    def forward(self, feats: List[Tensor], queries: Optional[Tensor],
-                cond_embeds: Tensor, cond_mask: Tensor,
-                cond_type: str) -> Tuple[List[Tensor], List[Tensor]]:
+    def forward(
+        self,
+        feats: List[Tensor],
+        queries: Optional[Tensor],
+        cond_embeds: Tensor,
+        cond_mask: Tensor,
+        cond_type: str,
+        pixel_features: Optional[Tuple[Tensor, List[Tensor]]] = None
+    ) -> Tuple[List[Tensor], List[Tensor]]:
         """Predict masks and condition logits with deep supervision.
 
         Args:
@@ -270,6 +276,10 @@ class MaskGenerator(BaseModule):
             cond_mask (Tensor): ``[B, K]`` bool, False at padded conditions.
             cond_type (str): ``'category'``, ``'sentence'`` or ``'visual'``;
                 selects the classifier MLP.
+            pixel_features (tuple, optional): Precomputed outputs of the
+                pixel decoder for ``feats`` (``mask_features`` and the
+                multi-scale memories, batch 1 or B), e.g. of one image shared
+                by B prompts; the pixel decoder then does not run.
 
         Returns:
             tuple[list[Tensor], list[Tensor]]: ``num_layers + 1`` class logits
@@ -280,7 +290,14 @@ class MaskGenerator(BaseModule):
         self._check_inputs(feats, queries, cond_embeds, cond_mask, cond_type)
         batch_size = feats[0].shape[0]
         # mask_features: [B, C_out, H/4, W/4]; memorys: low -> high resolution
-        mask_features, multi_scale_memorys = self.pixel_decoder(feats)
+        if pixel_features is None:
+            mask_features, multi_scale_memorys = self.pixel_decoder(feats)
+        else:
+            # shape [1 or B, C, h, w] -> [B, C, h, w] (views)
+            mask_features = pixel_features[0].expand(batch_size, -1, -1, -1)
+            multi_scale_memorys = [
+                m.expand(batch_size, -1, -1, -1) for m in pixel_features[1]
+            ]
         decoder_inputs = []
         decoder_positional_encodings = []
         for i in range(self.num_transformer_feat_level):
