@@ -2,6 +2,7 @@
 """MultiTaskBatchSampler: single-task batches, ratios, seeds, resume, DDP."""
 import bisect
 import itertools
+import random
 import socket
 from types import SimpleNamespace
 from typing import List, Sequence
@@ -226,6 +227,57 @@ def test_bad_input_raises():
         hook.before_train(runner)
 
 
+class DrawingDataset(TaskDataset):
+    """Every fetch draws from python, numpy and torch (like RefCOCO's random
+    expression or COCO-Interactive's random prompt type)."""
+
+    def __getitem__(self, idx: int) -> dict:
+        return dict(task=self.task, local_idx=idx,
+                    draws=(random.random(), float(np.random.rand()),
+                           float(torch.rand(()))))
+
+
+def loader_draws(num_workers: int, start: int = 0, steps: int = 12,
+                 **kwargs) -> list:
+    """The random draws of ``steps`` batches from step ``start``."""
+    dataset = DetConcatDataset(
+        [DrawingDataset(t, n) for t, n in zip(TASKS, [5, 7, 3, 9])])
+    batch_sampler = make_sampler(dataset, batch_size=2, **kwargs)
+    batch_sampler.set_start_step(start)
+    loader = DataLoader(dataset, batch_sampler=batch_sampler,
+                        num_workers=num_workers, collate_fn=pseudo_collate,
+                        multiprocessing_context='fork'
+                        if num_workers else None)
+    return [(data['local_idx'], data['draws'])
+            for data in itertools.islice(loader, steps)]
+
+
+def test_workers_are_reseeded_per_batch():
+    """The draws of a batch depend on (seed, step, rank) only: the same with
+    1 or 2 workers, and when the loader starts at a later step (a resumed
+    run's fresh workers)."""
+    ref = loader_draws(num_workers=1)
+    assert loader_draws(num_workers=2) == ref
+    assert loader_draws(num_workers=1, start=5, steps=7) == ref[5:]
+    # every step draws other numbers; another seed or rank draws others
+    # (pseudo_collate gives, per step, 3 draws x 2 samples)
+    assert len({d for _, draws in ref for d in draws}) == len(ref) * 3
+    assert loader_draws(num_workers=1, seed=1)[0][1] != ref[0][1]
+    assert make_sampler(make_concat([5, 7, 3, 9]), rank=1,
+                        world_size=2).worker_seed(0) != make_sampler(
+                            make_concat([5, 7, 3, 9]), rank=0,
+                            world_size=2).worker_seed(0)
+    # control: without seed_workers a fresh worker repeats its first draws
+    plain = loader_draws(num_workers=1, seed_workers=False)
+    assert loader_draws(num_workers=1, start=5, steps=7,
+                        seed_workers=False) != plain[5:]
+    # in the main process (num_workers=0) nothing is reseeded
+    batch = next(iter(make_sampler(make_concat([5, 7, 3, 9]))))
+    state = random.getstate()
+    list(batch)
+    assert random.getstate() == state
+
+
 class RecordingModel(BaseModel):
     """Records the (task, local indices) of every training batch."""
 
@@ -322,11 +374,17 @@ def _gloo_worker(rank: int, port: int, world_size: int) -> None:
                  dataset=make_concat(sizes)))  # seed None: synced by rank 0
         batches = [(data['task'], data['local_idx'])
                    for data in itertools.islice(loader, 120)]
+        worker_seeds = [
+            batch.seed for batch in itertools.islice(loader.batch_sampler,
+                                                     120)
+        ]
         gathered = [None] * world_size
-        dist.all_gather_object(gathered,
-                               (loader.batch_sampler.seed, batches))
+        dist.all_gather_object(
+            gathered, (loader.batch_sampler.seed, batches, worker_seeds))
         assert gathered[0][0] == gathered[1][0], 'sampler seeds differ'
-        (_, ranks0), (_, ranks1) = gathered
+        (_, ranks0, seeds0), (_, ranks1, seeds1) = gathered
+        # each rank's workers draw their own random numbers at every step
+        assert all(s0 != s1 for s0, s1 in zip(seeds0, seeds1))
         for (t0, i0), (t1, i1) in zip(ranks0, ranks1):
             assert len(set(t0 + t1)) == 1, f'tasks differ: {t0} {t1}'
             assert not set(i0) & set(i1), f'ranks overlap: {i0} {i1}'

@@ -155,3 +155,35 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
     other = make_runner(tmp_path, model=OtherModel())
     with pytest.raises(ValueError, match='does not fit this model'):
         other.load_checkpoint(os.path.join(work_dir, 'iter_4.pth'))
+
+
+def test_safetensors_load_without_pickle(tmp_path):
+    from safetensors.torch import save_file
+    model = ToyModel()
+    path = tmp_path / 'toy.safetensors'
+    save_file(model.state_dict(), str(path))
+    state = load_weights_only(str(path))
+    assert torch.equal(state['fc.weight'], model.fc.weight.detach())
+    other = ToyModel()
+    load_checkpoint(other, str(path))  # mmengine's entry point
+    assert torch.equal(other.fc.weight, model.fc.weight)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(UnsafeCheckpointError, match='toy.safetensors'):
+        load_weights_only(str(path))
+
+
+def test_no_unsafe_loading_switch_in_the_code(repo_root):
+    """Nothing turns remote code or full unpickling on."""
+    forbidden = ('trust_remote_' + 'code', 'weights_only=' + 'False',
+                 'TORCH_FORCE_NO_WEIGHTS_' + 'ONLY_LOAD=1')
+    hits = []
+    for folder in ('projects', 'tools', 'configs'):
+        for root, _, files in os.walk(os.path.join(repo_root, folder)):
+            for name in files:
+                if not name.endswith(('.py', '.sh')):
+                    continue
+                path = os.path.join(root, name)
+                with open(path, encoding='utf-8') as f:
+                    text = f.read()
+                hits += [(path, word) for word in forbidden if word in text]
+    assert hits == []

@@ -72,3 +72,18 @@ def test_amp_switch(smoke_cfg, dtype, scale):
     smoke_cfg.optim_wrapper.type = 'MyWrapper'
     with pytest.raises(ValueError, match='MyWrapper'):
         apply_amp(smoke_cfg, dtype)
+
+
+def test_reliability_hooks_are_inherited_and_can_be_turned_off(smoke_cfg):
+    hooks = smoke_cfg.default_hooks
+    assert hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert hooks.random_state.type == 'RandomStateHook'
+    assert hooks.non_finite == dict(type='NonFiniteCheckHook', action='stop')
+    cfg = prepare_config(
+        smoke_cfg, SMOKE, 'none',
+        dict(**{'default_hooks.non_finite': None,
+                'default_hooks.timer': None}), None)
+    # mmengine removes its own default hooks set to None, not other ones
+    assert 'non_finite' not in cfg.default_hooks
+    assert cfg.default_hooks.timer is None
+    assert cfg.default_hooks.random_state.type == 'RandomStateHook'

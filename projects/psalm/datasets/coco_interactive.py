@@ -406,8 +406,11 @@ class COCOInteractiveDataset(BaseDetDataset):
       ``segmentation``) or without a usable prompt raises a ``ValueError``
       naming the image;
     * evaluation: such annotations and images are left out, counted in
-      :attr:`skipped_annotations` / :attr:`skipped_images` and logged as a
-      warning.
+      :attr:`skipped_annotations` / :attr:`skipped_images` (also in the
+      metainfo in test mode, from which :class:`InteractiveSegMetric`
+      reports them in its table) and logged as a warning;
+    * an entry or annotation lacking a key raises a ``KeyError`` naming the
+      file and the entry.
 
     Args:
         prompt_type (str, optional): ``'point'``, ``'scribble'``, ``'box'`` or
@@ -444,10 +447,29 @@ class COCOInteractiveDataset(BaseDetDataset):
                             f'{type(entries).__name__}')
         self.skipped_images, self.skipped_annotations = [], []
         data_list = []
-        for entry in entries:
+        for index, entry in enumerate(entries):
+            missing = [
+                key for key in ('image', 'image_info', 'anns')
+                if key not in entry
+            ] + [
+                f'image_info.{key}' for key in ('id', 'height', 'width')
+                if key not in entry.get('image_info', {})
+            ]
+            if missing:
+                raise KeyError(f'{self.ann_file}: entry {index} (image '
+                               f'{entry.get("image")!r}) lacks {missing}')
             data_info = self.parse_data_info(entry)
             if data_info is not None:
                 data_list.append(data_info)
+        if self.test_mode:
+            # InteractiveSegMetric reports them in its table (training
+            # raises instead; its metainfo must match the other tasks' in a
+            # ConcatDataset)
+            self._metainfo.update(
+                skipped_images=list(self.skipped_images),
+                skipped_annotations=[
+                    list(a) for a in self.skipped_annotations
+                ])
         if self.skipped_images or self.skipped_annotations:
             print_log(
                 f'{self.__class__.__name__} ({self.ann_file}, prompt_type='
@@ -491,7 +513,9 @@ class COCOInteractiveDataset(BaseDetDataset):
         for ann in raw_data_info['anns']:
             if ann.get('iscrowd', 0):
                 continue
-            missing = [f for f in PROMPT_FIELDS.values() if f not in ann]
+            missing = [
+                f for f in ('bbox', *PROMPT_FIELDS.values()) if f not in ann
+            ]
             if missing:
                 raise KeyError(f'{self.ann_file}: image {image!r} annotation '
                                f'{ann.get("id")} lacks {missing}; build the '

@@ -2,11 +2,13 @@
 """COCO panoptic data for PSALM's category tasks (panoptic / instance /
 semantic), built on mmdet's ``CocoPanopticDataset`` and
 ``LoadPanopticAnnotations``."""
+import logging
 from typing import Any, Dict, List, Optional
 
 import mmcv
 import numpy as np
 from mmengine.fileio import get, get_local_path
+from mmengine.logging import print_log
 
 from mmdet.datasets import CocoPanopticDataset
 from mmdet.datasets.transforms import LoadPanopticAnnotations
@@ -46,7 +48,12 @@ class PSALMCocoPanopticDataset(CocoPanopticDataset):
       of its non-crowd segments).
 
     As in mmdet, segments with ``area <= 0`` or a box side below one pixel
-    are dropped at load time.
+    are dropped at load time (counted and logged as a warning). In training
+    an image left without any non-crowd segment raises a ``ValueError``
+    naming it (every COCO panoptic image is annotated: it has nothing to
+    train on), except for the ``'instance'`` task, where images without a
+    thing are normal and are left out (counted and logged). A json lacking a
+    key raises a ``KeyError`` naming the file (and the image).
 
     Data info: mmdet's ``img_path``, ``img_id``, ``seg_map_path``,
     ``height``, ``width``, ``instances`` (thing boxes) and ``segments_info``
@@ -83,7 +90,13 @@ class PSALMCocoPanopticDataset(CocoPanopticDataset):
         """
         with get_local_path(
                 self.ann_file, backend_args=self.backend_args) as local_path:
-            self.coco = self.COCOAPI(local_path)
+            try:
+                self.coco = self.COCOAPI(local_path)
+            except KeyError as err:
+                raise KeyError(
+                    f'{self.ann_file}: the panoptic json lacks the key '
+                    f'{err} (expected COCO panoptic format: images, '
+                    'annotations with segments_info, categories)') from err
         categories = self.coco.dataset.get('categories') or []
         if self.task == 'instance':
             categories = [cat for cat in categories if cat['isthing']]
@@ -110,16 +123,52 @@ class PSALMCocoPanopticDataset(CocoPanopticDataset):
         self.cat_ids = [cat['id'] for cat in categories]
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
 
-        data_list = []
+        data_list, dropped, unannotated = [], [], []
         for img_id in self.coco.get_img_ids():
             raw_img_info = self.coco.load_imgs([img_id])[0]
             raw_img_info['img_id'] = img_id
             raw_ann_info = self.coco.load_anns(
                 self.coco.get_ann_ids(img_ids=[img_id]))
-            data_list.append(
-                self.parse_data_info(
+            try:
+                data_info = self.parse_data_info(
                     dict(raw_img_info=raw_img_info,
-                         raw_ann_info=raw_ann_info)))
+                         raw_ann_info=raw_ann_info))
+            except KeyError as err:
+                raise KeyError(
+                    f'{self.ann_file}: image {img_id} '
+                    f'({raw_img_info.get("file_name")!r}) or one of its '
+                    f'segments lacks the key {err}') from err
+            kept = {segment['id'] for segment in data_info['segments_info']}
+            dropped += [(raw_img_info.get('file_name'), ann.get('id'))
+                        for ann in raw_ann_info
+                        if ann['image_id'] == img_id and ann['category_id']
+                        in self.cat2label and ann.get('id') not in kept]
+            if not self.test_mode and not any(
+                    not segment['iscrowd']
+                    for segment in data_info['segments_info']):
+                if self.task != 'instance':
+                    raise ValueError(
+                        f'{self.ann_file}: image {img_id} '
+                        f'({raw_img_info.get("file_name")!r}) has no '
+                        f'non-crowd segment of task {self.task!r} to train '
+                        'on; remove it from the training json')
+                unannotated.append(raw_img_info.get('file_name'))
+                continue
+            data_list.append(data_info)
+        if unannotated:
+            print_log(
+                f'{self.ann_file}: left out {len(unannotated)} training '
+                'images without a non-crowd thing segment (task '
+                f"'instance'), first: {unannotated[:5]}",
+                logger='current',
+                level=logging.WARNING)
+        if dropped:
+            print_log(
+                f'{self.ann_file}: left out {len(dropped)} segments with '
+                'area <= 0 or a box side below 1 pixel (as mmdet), first '
+                f'(file, segment id): {dropped[:5]}',
+                logger='current',
+                level=logging.WARNING)
         del self.coco
         return data_list
 

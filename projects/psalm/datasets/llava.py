@@ -12,6 +12,7 @@ from mmengine.fileio import get_text
 from mmengine.logging import print_log
 
 from mmdet.registry import DATASETS
+from .refcoco import is_unicode_text, load_annotation_file
 
 IMAGE_MARKER = '<image>'
 
@@ -79,7 +80,7 @@ class LLaVAInstructDataset(BaseDataset):
         Returns:
             list[dict]: One data info per image record.
         """
-        records = mmengine.load(self.ann_file, file_format='json')
+        records = load_annotation_file(self.ann_file, 'json')
         if not isinstance(records, list):
             raise ValueError(f'{self.ann_file}: expected a json list of '
                              'records')
@@ -123,6 +124,11 @@ class LLaVAInstructDataset(BaseDataset):
                     or not isinstance(turn.get('value'), str)):
                 raise ValueError(f'{source}: turn {k} must be {{"from": '
                                  f'{expected!r}, "value": str}}, got {turn!r}')
+            if not is_unicode_text(turn['value']):
+                raise ValueError(
+                    f'{source}: turn {k} is not valid Unicode (lone '
+                    'surrogates, e.g. from non-UTF-8 bytes escaped into the '
+                    f'json): {turn["value"][:80]!r}')
         counts = [turn['value'].count(IMAGE_MARKER) for turn in turns]
         if counts[0] != 1 or sum(counts) != 1:
             raise ValueError(f'{source}: needs exactly one {IMAGE_MARKER}, '

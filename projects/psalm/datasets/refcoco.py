@@ -11,6 +11,21 @@ from mmdet.registry import DATASETS
 PROTOCOLS = ('random', 'per_expression', 'merged')
 
 
+def is_unicode_text(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (has no lone surrogate)."""
+    return not any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+
+
+def load_annotation_file(path: str, file_format: str) -> Any:
+    """``mmengine.load`` naming the file when it is not UTF-8 text."""
+    try:
+        return mmengine.load(path, file_format=file_format)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f'{path}: not UTF-8 text (byte {err.object[err.start:err.end]!r} '
+            f'at offset {err.start}); re-encode the file as UTF-8') from err
+
+
 @DATASETS.register_module()
 class PSALMRefCocoDataset(RefCocoDataset):
     """Referring-expression segmentation samples, one per referent or
@@ -118,13 +133,24 @@ class PSALMRefCocoDataset(RefCocoDataset):
 
     def _load_refer_toolkit(self) -> List[dict]:
         """Referents of ``split`` from the refs file and instances.json."""
-        refs = mmengine.load(self.split_file,
-                             file_format=self.SPLIT_FILE_FORMAT)
-        instances = mmengine.load(self.ann_file, file_format='json')
+        refs = load_annotation_file(self.split_file, self.SPLIT_FILE_FORMAT)
+        instances = load_annotation_file(self.ann_file, 'json')
+        for key in ('images', 'annotations'):
+            if key not in instances:
+                raise KeyError(f'{self.ann_file}: the COCO instances json '
+                               f'lacks {key!r}')
         images = {img['id']: img for img in instances['images']}
         anns = {ann['id']: ann for ann in instances['annotations']}
         referents = []
-        for ref in refs:
+        for index, ref in enumerate(refs):
+            missing = [
+                key for key in ('ref_id', 'image_id', 'ann_id', 'split',
+                                'sentences')
+                if key not in ref
+            ]
+            if missing:
+                raise KeyError(f'{self.split_file}: ref {index} (ref_id '
+                               f'{ref.get("ref_id")}) lacks {missing}')
             if ref['split'] != self.split:
                 continue
             source = f'{self.split_file} ref {ref["ref_id"]}'
@@ -153,7 +179,7 @@ class PSALMRefCocoDataset(RefCocoDataset):
 
     def _load_psalm_json(self) -> List[dict]:
         """Referents of an official PSALM json (one entry per referent)."""
-        records = mmengine.load(self.ann_file, file_format='json')
+        records = load_annotation_file(self.ann_file, 'json')
         referents = []
         for i, record in enumerate(records):
             source = f'{self.ann_file} entry {i}'
@@ -177,15 +203,33 @@ class PSALMRefCocoDataset(RefCocoDataset):
         if not referent['anns'] and not self.ALLOW_NO_TARGET:
             raise ValueError(f'{source}: a {self.TASK} expression needs a '
                              'target ann')
+        for ann in referent['anns']:
+            if not ann.get('segmentation') or ann.get('area', 1) <= 0:
+                raise ValueError(
+                    f'{source}: target ann {ann.get("id")} has an empty '
+                    f'mask (area {ann.get("area")}, segmentation '
+                    f'{str(ann.get("segmentation"))[:40]}); fix or drop '
+                    'this referent')
         sentences = referent['sentences']
         if not sentences:
             raise ValueError(f'{source}: no expression')
         texts = []
         for sentence in sentences:
             text = sentence.get(self.text_key)
+            if isinstance(text, bytes):
+                raise ValueError(
+                    f'{source}: sentence {sentence!r} holds bytes, not '
+                    'text; re-save the refs with str (UTF-8 decoded) '
+                    'sentences')
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f'{source}: sentence {sentence!r} has no '
-                                 f'{self.text_key!r} text')
+                                 f'{self.text_key!r} text (empty '
+                                 'expression)')
+            if not is_unicode_text(text):
+                raise ValueError(
+                    f'{source}: sentence {text!r} is not valid Unicode '
+                    '(lone surrogates, e.g. from non-UTF-8 bytes escaped '
+                    'into the json); fix its encoding')
             texts.append(text.strip())
         image = referent['image']
         base = dict(

@@ -15,19 +15,24 @@ disabling ``weights_only`` anywhere.
 """
 import os.path as osp
 import pickle
+import zipfile
 from typing import Any, Optional
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+__all__ = ['UnsafeCheckpointError', 'load_weights_only']
+
 
 class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint needs arbitrary unpickling to load, or is not a checkpoint."""
+    """A checkpoint needs arbitrary unpickling, or is not a checkpoint."""
 
 
 def load_weights_only(filename: str,
                       map_location: Optional[Any] = None) -> Any:
     """Load a local ``.pth`` with ``torch.load(weights_only=True)``.
+
+    ``.safetensors`` files are read with :mod:`safetensors` (no pickle).
 
     Args:
         filename (str): Local path.
@@ -44,16 +49,18 @@ def load_weights_only(filename: str,
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file "{filename}" does not exist')
+    if filename.endswith('.safetensors'):
+        return _load_safetensors(filename, map_location)
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
     except pickle.UnpicklingError as err:
-        try:
+        if zipfile.is_zipfile(filename):  # torch.save's format: scannable
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(
                 filename)
-        except Exception:  # the file cannot even be scanned
-            unsafe = []
-        hint = (f'It needs these globals: {unsafe}. ' if unsafe else '')
+            hint = f'It needs these globals: {unsafe}. ' if unsafe else ''
+        else:
+            hint = 'It is a raw pickle, not a torch.save archive. '
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint "{filename}": it cannot be loaded '
             f'with weights_only=True. {hint}Files that need arbitrary '
@@ -63,6 +70,19 @@ def load_weights_only(filename: str,
     except (RuntimeError, EOFError, OSError) as err:
         raise UnsafeCheckpointError(
             f'Checkpoint "{filename}" is not a readable torch checkpoint '
+            f'(truncated or corrupt?): {err}') from err
+
+
+def _load_safetensors(filename: str, map_location: Optional[Any]) -> dict:
+    """A ``.safetensors`` file as a state dict (no pickle involved)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    device = map_location if isinstance(map_location, str) else 'cpu'
+    try:
+        return load_file(filename, device=device)
+    except SafetensorError as err:
+        raise UnsafeCheckpointError(
+            f'Checkpoint "{filename}" is not a readable safetensors file '
             f'(truncated or corrupt?): {err}') from err
 
 

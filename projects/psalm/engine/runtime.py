@@ -6,20 +6,37 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
+__all__ = [
+    'prepare_config', 'init_cpu_distributed', 'destroy_distributed',
+    'apply_amp'
+]
+
+# the default hooks mmengine's Runner itself removes when set to None
+_MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                           'param_scheduler', 'checkpoint')
+
 
 def prepare_config(cfg: Config, config_path: str, launcher: str,
-                   cfg_options: Optional[dict], work_dir: Optional[str]) -> Config:
+                   cfg_options: Optional[dict],
+                   work_dir: Optional[str]) -> Config:
     """Apply the command-line settings every tool shares.
 
     * ``--cfg-options`` are merged first, so they can change anything;
     * the work dir defaults to ``./work_dirs/<config name>``;
     * distributed runs without CUDA use the gloo backend (nccl needs GPUs),
       so ``tools/dist_train.sh CONFIG 2`` also works on a CPU machine
-      (with :func:`init_cpu_distributed`).
+      (with :func:`init_cpu_distributed`);
+    * a ``default_hooks`` entry set to None is removed (mmengine accepts None
+      only for its own default hooks), so ``--cfg-options
+      default_hooks.non_finite=None`` turns a PSALM default hook off.
     """
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    default_hooks = cfg.get('default_hooks') or {}
+    for name in [k for k, v in default_hooks.items() if v is None]:
+        if name not in _MMENGINE_DEFAULT_HOOKS:
+            default_hooks.pop(name)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

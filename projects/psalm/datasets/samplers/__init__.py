@@ -1,4 +1,4 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
-from .multi_task_sampler import MultiTaskBatchSampler
+from .multi_task_sampler import MultiTaskBatchSampler, SeededBatch
 
-__all__ = ['MultiTaskBatchSampler']
+__all__ = ['MultiTaskBatchSampler', 'SeededBatch']

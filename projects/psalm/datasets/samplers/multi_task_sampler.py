@@ -8,17 +8,54 @@ batch). :class:`MultiTaskBatchSampler` does both, for a ``ConcatDataset`` that
 holds one sub-dataset per task.
 """
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import random
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from torch.utils.data import BatchSampler, ConcatDataset, Sampler
+import torch
+from torch.utils.data import (BatchSampler, ConcatDataset, Sampler,
+                              get_worker_info)
 
 from mmdet.registry import DATA_SAMPLERS
 
+__all__ = ['MultiTaskBatchSampler', 'SeededBatch']
+
 # Steps whose tasks are drawn from one random stream in ``random`` mode.
 _RANDOM_BLOCK = 1024
-# SeedSequence keys that separate the task schedule from the index streams.
-_SCHEDULE_KEY, _PERMUTATION_KEY = 0, 1
+# SeedSequence keys that separate the task schedule, the index streams and
+# the worker seeds.
+_SCHEDULE_KEY, _PERMUTATION_KEY, _WORKER_KEY = 0, 1, 2
+
+
+class SeededBatch(list):
+    """The indices of one batch, with the seed of the batch's random draws.
+
+    A dataloader worker fetches a batch by iterating its indices; when a
+    ``SeededBatch`` is iterated inside a worker, it first seeds the worker's
+    Python ``random``, numpy global and torch generators with :attr:`seed`.
+    The random draws of the dataset while it loads the batch (RefCOCO's
+    expression, COCO-Interactive's prompt type, random transforms) then
+    depend only on the batch, not on what the worker loaded before, so a
+    resumed run (whose workers start afresh) loads the same samples as the
+    uninterrupted one. Outside a worker (``num_workers=0``) iterating it
+    seeds nothing: the main process's generators are restored on resume by
+    :class:`~projects.psalm.engine.hooks.RandomStateHook`.
+
+    Args:
+        indices (Iterable[int]): The dataset indices.
+        seed (int): Seed in ``[0, 2**32)``.
+    """
+
+    def __init__(self, indices: Iterable[int], seed: int) -> None:
+        super().__init__(indices)
+        self.seed = int(seed)
+
+    def __iter__(self) -> Iterator[int]:
+        if get_worker_info() is not None:
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+            torch.manual_seed(self.seed)
+        return super().__iter__()
 
 
 @DATA_SAMPLERS.register_module()
@@ -57,6 +94,12 @@ class MultiTaskBatchSampler(BatchSampler):
         ...     dataset=dict(type='ConcatDataset',
         ...                  datasets=[panoptic, refcoco, interactive, llava]))
 
+    With ``seed_workers`` (default) each batch is a :class:`SeededBatch`:
+    a dataloader worker reseeds its generators from ``(seed, step, rank)``
+    before loading it, so the random draws of data loading are also a pure
+    function of the step, on every rank and after a resume, whatever the
+    number of workers.
+
     Args:
         sampler (Sampler): A sampler with the attributes ``dataset``,
             ``seed``, ``shuffle``, ``rank`` and ``world_size``, e.g. mmengine's
@@ -71,6 +114,8 @@ class MultiTaskBatchSampler(BatchSampler):
             the steps cycle through the tasks, task ``i`` taking
             ``task_ratios[i]`` consecutive steps per cycle (the official
             code). Defaults to ``'random'``.
+        seed_workers (bool): Yield :class:`SeededBatch` batches that reseed
+            the dataloader worker loading them. Defaults to True.
 
     Raises:
         TypeError: The sampler lacks one of the attributes above or has a
@@ -83,7 +128,8 @@ class MultiTaskBatchSampler(BatchSampler):
                  sampler: Sampler,
                  batch_size: int,
                  task_ratios: Optional[Sequence[float]] = None,
-                 mode: str = 'random') -> None:
+                 mode: str = 'random',
+                 seed_workers: bool = True) -> None:
         super().__init__(sampler, batch_size, drop_last=True)
         missing = [
             name
@@ -136,6 +182,7 @@ class MultiTaskBatchSampler(BatchSampler):
             raise TypeError(f'the sampler seed must be an int, got '
                             f'{sampler.seed!r}')
         self.seed = int(sampler.seed)
+        self.seed_workers = seed_workers
         self.start_step = 0
 
     def set_start_step(self, step: int, seed: Optional[int] = None) -> None:
@@ -174,7 +221,9 @@ class MultiTaskBatchSampler(BatchSampler):
                 block = step // period
                 tasks = self._schedule_block(block)
             task = int(tasks[step % period])
-            yield self._batch(task, int(uses[task]), permutations)
+            batch = self._batch(task, int(uses[task]), permutations)
+            yield SeededBatch(batch, self.worker_seed(step)) \
+                if self.seed_workers else batch
             uses[task] += 1
             step += 1
 
@@ -186,6 +235,20 @@ class MultiTaskBatchSampler(BatchSampler):
         ``ceil(sum(sizes) / (batch_size * world_size))`` steps.
         """
         return math.ceil(sum(self.sizes) / (self.batch_size * self.world_size))
+
+    def worker_seed(self, step: int) -> int:
+        """The seed of this rank's batch at ``step`` (see SeededBatch).
+
+        Args:
+            step (int): The step.
+
+        Returns:
+            int: A seed in ``[0, 2**32)``, different for every step and rank.
+        """
+        return int(
+            np.random.SeedSequence(
+                [self.seed % (1 << 64), _WORKER_KEY, step,
+                 self.rank]).generate_state(1)[0])
 
     def _rng(self, *keys: int) -> np.random.Generator:
         """A generator for ``keys``, the same on every rank."""

@@ -9,6 +9,10 @@ from mmengine.logging import HistoryBuffer
 
 from mmdet.registry import HOOKS
 
+__all__ = [
+    'SafeCheckpointHook', 'check_state_dict_match', 'to_plain', 'from_plain'
+]
+
 _BUFFER_TAG = '__history_buffer__'
 
 

@@ -9,14 +9,19 @@ from torch.utils.data import DataLoader
 
 from mmdet.registry import HOOKS
 
+__all__ = ['SamplerResumeHook']
+
 
 class _FastForwardIterator:
     """Answer ``skip`` calls with ``None``, then iterate the dataloader.
 
     ``IterBasedTrainLoop.run`` calls ``next()`` on its dataloader iterator
     once per already trained iteration and drops the results; these calls
-    get ``None`` here and load nothing. The dataloader is iterated (and its
-    batch sampler's ``__iter__`` called) only at the first real batch.
+    get ``None`` here and load nothing. The dataloader iterator is created
+    here, at once (its batch sampler must already start at the resumed
+    step): creating it draws a base seed from torch's generator, which must
+    happen before :class:`RandomStateHook` restores the saved states right
+    before the first real batch.
 
     Args:
         dataloader (DataLoader): The training dataloader.
@@ -24,9 +29,8 @@ class _FastForwardIterator:
     """
 
     def __init__(self, dataloader: DataLoader, skip: int) -> None:
-        self._dataloader = dataloader
         self._skip = skip
-        self._iterator: Optional[_InfiniteDataloaderIterator] = None
+        self._iterator = _InfiniteDataloaderIterator(dataloader)
 
     def __iter__(self) -> '_FastForwardIterator':
         return self
@@ -35,8 +39,6 @@ class _FastForwardIterator:
         if self._skip > 0:
             self._skip -= 1
             return None
-        if self._iterator is None:
-            self._iterator = _InfiniteDataloaderIterator(self._dataloader)
         return next(self._iterator)
 
 
@@ -60,7 +62,9 @@ class SamplerResumeHook(Hook):
       ``k``, before the loop skips): if ``k > 0``, calls
       ``batch_sampler.set_start_step(k, seed)`` and replaces the loop's
       ``dataloader_iterator`` by one that answers the loop's ``k`` skip calls
-      with ``None`` and then iterates the dataloader anew from step ``k``.
+      with ``None`` and then iterates the dataloader anew from step ``k``
+      (the new dataloader iterator is created here, so that
+      :class:`RandomStateHook` restores the random states after it).
 
     The iterator the loop created at construction (before the resume) is
     dropped; with ``num_workers > 0`` its workers had prefetched up to

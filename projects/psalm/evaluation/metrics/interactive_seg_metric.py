@@ -25,13 +25,23 @@ class InteractiveSegMetric(BaseMetric):
     * ``prompt_type`` (metainfo): the prompt type of all N regions (a str),
       or one type per region (a sequence of N str).
 
-    A sample with no region (N = 0, e.g. its prompts of the requested type
-    could not be built) is counted in ``num_skipped`` and named in a
-    warning, never dropped silently.
+    Skips are counted, logged as warnings and listed in the final table,
+    never dropped silently:
+
+    * a sample with no region (N = 0) among the predictions;
+    * images and annotations that :class:`COCOInteractiveDataset` left out
+      at load time in evaluation (no usable prompt of the requested type,
+      empty GT), read from ``dataset_meta['skipped_images']`` /
+      ``['skipped_annotations']``;
+    * regions whose prompt vanished in the resize
+      (``ResizeVisualPrompts(skip_empty=True)``), when the data samples
+      carry ``skipped_regions`` (add it to ``PackPSALMInputs``'s
+      ``meta_keys``).
 
     Results (in %): ``mIoU`` and ``cIoU`` over all regions, ``mIoU_<type>`` and
     ``cIoU_<type>`` for every type that has regions, ``num_regions`` and
-    ``num_skipped``.
+    ``num_skipped`` (skipped samples: images left out at load time plus
+    samples without a region). Skipped regions are in the table and the log.
 
     Args:
         prompt_types (Sequence[str]): Allowed prompt types. Defaults to
@@ -87,16 +97,19 @@ class InteractiveSegMetric(BaseMetric):
             data_samples (Sequence[dict]): Data samples with predictions.
         """
         for data_sample in data_samples:
+            vanished = data_sample.get('skipped_regions')  # None: absent
             intersections, unions, _, _ = sample_mask_stats(data_sample)
             if len(unions) == 0:
                 self.results.append(
-                    dict(skipped=sample_name(data_sample)))
+                    dict(skipped=sample_name(data_sample),
+                         vanished=vanished))
                 continue
             self.results.append(
                 dict(
                     types=self._region_types(data_sample, len(unions)),
                     intersections=intersections,
-                    unions=unions))
+                    unions=unions,
+                    vanished=vanished))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Compute mIoU / cIoU overall and per prompt type.
@@ -112,15 +125,33 @@ class InteractiveSegMetric(BaseMetric):
             ValueError: If no sample has a region.
         """
         skipped = [r['skipped'] for r in results if 'skipped' in r]
-        if skipped:
-            print_log(
-                f'{len(skipped)} samples without regions were skipped: '
-                f'{skipped[:10]}{" ..." if len(skipped) > 10 else ""}',
-                logger='current',
-                level=logging.WARNING)
+        meta = self.dataset_meta or {}
+        load_images = list(meta.get('skipped_images') or [])
+        load_anns = list(meta.get('skipped_annotations') or [])
+        recorded = [r['vanished'] for r in results
+                    if r.get('vanished') is not None]
+        vanished = sum(len(v) for v in recorded)
+        for count, what, names in (
+            (len(skipped), 'samples without regions were skipped', skipped),
+            (len(load_images), 'images without a usable region were left '
+             'out by the dataset', load_images),
+            (len(load_anns), 'annotations (image, id, problem) were left '
+             'out by the dataset', load_anns),
+            (vanished, 'regions whose prompt vanished after resizing were '
+             'skipped', [])):
+            if count:
+                print_log(
+                    f'{count} {what}'
+                    + (f': {names[:10]}{" ..." if count > 10 else ""}'
+                       if names else ''),
+                    logger='current',
+                    level=logging.WARNING)
         evaluated = [r for r in results if 'skipped' not in r]
         if not evaluated:
-            raise ValueError('No sample has a region; nothing to evaluate.')
+            raise ValueError('No sample has a region; nothing to evaluate '
+                             f'({len(skipped)} samples without regions, '
+                             f'{len(load_images)} images left out by the '
+                             'dataset).')
         types = np.array([t for r in evaluated for t in r['types']])
         intersections = np.concatenate([r['intersections'] for r in evaluated])
         unions = np.concatenate([r['unions'] for r in evaluated])
@@ -149,7 +180,11 @@ class InteractiveSegMetric(BaseMetric):
                 int(keep.sum())
             ])
         metrics['num_regions'] = float(len(unions))
-        metrics['num_skipped'] = float(len(skipped))
-        rows.append(['skipped samples', '', '', len(skipped)])
+        metrics['num_skipped'] = float(len(skipped) + len(load_images))
+        rows += [['skipped samples (no region)', '', '', len(skipped)],
+                 ['skipped images (dataset)', '', '', len(load_images)],
+                 ['skipped regions (dataset)', '', '', len(load_anns)],
+                 ['skipped regions (resize)', '', '',
+                  vanished if recorded else 'not recorded']]
         log_table('Interactive segmentation results:', rows)
         return metrics
