@@ -356,6 +356,17 @@ def test_empty_or_non_utf8_expression(configs, tree, tmp_path, sentence,
         train_dataset(configs, tree, REFCOCO, split_file=split_file)
 
 
+def test_non_utf8_prompt_built_elsewhere(configs, tree, model):
+    """A prompt that no loader checked (API, demo) is named by the model."""
+    sample = train_dataset(configs, tree, PANOPTIC)[0]
+    sample['data_samples'].set_metainfo(
+        dict(prompt=dict(task='panoptic', class_names=['per\udcffson'])))
+    with pytest.raises(ValueError,
+                       match=r"prompt text ' per\\udcffson' is not valid "
+                       r'Unicode \(surrogates not allowed'):
+        run_loss(model, sample)
+
+
 def test_non_utf8_annotation_file(configs, tree, tmp_path):
     with open(osp.join(tree['llava'],
                        'llava_v1_5_mix665k_onlyMM_filtered.json'),

@@ -95,6 +95,19 @@ def build_tokenizer(
     return tokenizer
 
 
+def _check_unicode(text: str) -> None:
+    """Raise a clear error for prompt text the tokenizer cannot take."""
+    if not isinstance(text, str):
+        raise ValueError(f'prompt text must be str, got {type(text).__name__}'
+                         f' {text!r}')
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f'prompt text {text!r} is not valid Unicode ({err.reason} at '
+            f'position {err.start}); decode the source as UTF-8') from None
+
+
 class CachedEncoder:
     """Tokenise text chunks without special tokens, memoising short strings.
 
@@ -126,6 +139,10 @@ class CachedEncoder:
 
         Returns:
             List[Tuple[int, ...]]: Token ids of each chunk.
+
+        Raises:
+            ValueError: A chunk is not text that UTF-8 can encode (e.g. it
+                holds lone surrogates from badly decoded bytes).
         """
         out: List[Tuple[int, ...]] = [()] * len(texts)
         missing: Dict[str, List[int]] = {}
@@ -134,6 +151,7 @@ class CachedEncoder:
             if cached is not None:
                 out[i] = cached
             elif text:
+                _check_unicode(text)
                 missing.setdefault(text, []).append(i)
         if missing:
             miss_texts = list(missing)
