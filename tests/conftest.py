@@ -1,5 +1,6 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 """Shared pytest fixtures."""
+import os
 import os.path as osp
 
 import pytest
@@ -16,6 +17,19 @@ def repo_root() -> str:
 @pytest.fixture(scope='session')
 def data_root() -> str:
     return DATA_ROOT
+
+
+@pytest.fixture(scope='session')
+def shapesworld_model(tmp_path_factory) -> dict:
+    """A tiny PSALM trained briefly on a 2-image ShapesWorld (about 2 min,
+    once per session; tests/shapesworld_testing.py): ``config``,
+    ``checkpoint``, ``data_root``, ``image`` (a training image), ``targets``
+    (``text``, ``point``, ``mask`` of its objects) and ``examples``.
+    ``PSALM_SHAPESWORLD_FIXTURE_DIR`` keeps (and reuses) it in a folder."""
+    from shapesworld_testing import train_shapesworld_model
+    work_dir = os.environ.get('PSALM_SHAPESWORLD_FIXTURE_DIR') or str(
+        tmp_path_factory.mktemp('shapesworld'))
+    return train_shapesworld_model(work_dir)
 
 
 @pytest.fixture(autouse=True, scope='session')

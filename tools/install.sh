@@ -3,6 +3,8 @@
 #
 #   bash tools/install.sh            # runtime (+ editable install of this repo)
 #   bash tools/install.sh --tests    # ... plus the test requirements
+#   bash tools/install.sh --demo     # ... plus the web demo's (requirements/demo.txt;
+#                                    #     PSALM_DEMO=1 does the same)
 #
 # Creates (or reuses) the virtualenv $PSALM_VENV (default: .venv in the repo);
 # set PSALM_VENV=none to install into the current Python environment instead
@@ -14,9 +16,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 WITH_TESTS=0
+WITH_DEMO="${PSALM_DEMO:-0}"
 for arg in "$@"; do
   case "$arg" in
     --tests) WITH_TESTS=1 ;;
+    --demo) WITH_DEMO=1 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -79,6 +83,7 @@ fi
 # 5. mmdet, mmseg and the runtime requirements; then this repo, editable
 pipi "mmdet==3.3.0" "mmsegmentation==1.2.2" -r requirements/runtime.txt
 if [ "$WITH_TESTS" = 1 ]; then pipi -r requirements/tests.txt; fi
+if [ "$WITH_DEMO" = 1 ]; then pipi -r requirements/demo.txt; fi
 if "$PY" -m pip show -q opencv-python >/dev/null 2>&1; then
   # left by an older environment: two packages would own cv2
   echo "[install] removing opencv-python (cv2 comes from opencv-python-headless)"

@@ -20,7 +20,10 @@ from projects.psalm.engine.runtime import (  # noqa: E402
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint', nargs='?',
+        help='checkpoint file (omit only for a model without weights, '
+        'e.g. TrivialBaseline)')
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', type=str,
                         help='dump predictions to a pickle file (.pkl)')
@@ -66,6 +69,13 @@ def main() -> None:
             raise ValueError('--out must be a .pkl file')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
+    if args.checkpoint is None:
+        num_params = sum(p.numel() for p in runner.model.parameters())
+        if num_params:
+            raise ValueError(
+                f'{args.config}: the model has {num_params} parameters; '
+                'give the checkpoint to evaluate (only a model without '
+                'weights, e.g. TrivialBaseline, runs without one)')
     runner.test()
     destroy_distributed()
 

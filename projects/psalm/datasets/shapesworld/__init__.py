@@ -8,6 +8,7 @@ Not imported by :mod:`projects.psalm.datasets`; import it explicitly::
 
     from projects.psalm.datasets.shapesworld import generate_shapesworld
 """
+from .examples import ImageExamples, ObjectPrompts, load_examples
 from .expressions import (caption, gref_expressions, qa_pairs,
                           referring_expressions)
 from .generate import CATEGORIES, QUESTION_SUFFIX, generate_shapesworld
@@ -21,5 +22,6 @@ __all__ = [
     'THING_CLASSES', 'STUFF_CLASSES', 'COLOURS', 'SIZE_CLASSES', 'Scene',
     'sample_scene', 'object_attributes', 'Video', 'sample_video',
     'make_predicate', 'evaluate_predicate', 'referring_expressions',
-    'gref_expressions', 'qa_pairs', 'caption'
+    'gref_expressions', 'qa_pairs', 'caption', 'load_examples',
+    'ImageExamples', 'ObjectPrompts'
 ]

@@ -1,0 +1,13 @@
+# Trivial baseline for the ShapesWorld interactive-box evaluation: the same dataset,
+# pipeline, post-processing and metrics as
+# ../psalm_tiny_test_shapesworld-interactive-box.py, with TrivialBaseline (visual rule
+# 'prompt', projects/psalm/models/baselines.py) in place of PSALM. No weights
+# (no checkpoint argument):
+#   python tools/test.py configs/shapesworld/baselines/trivial_prompt_shapesworld-interactive-box.py
+_base_ = ['../psalm_tiny_test_shapesworld-interactive-box.py']
+
+model = dict(
+    _delete_=True,
+    type='TrivialBaseline',
+    data_preprocessor=_base_.model.data_preprocessor,
+    rules=dict(visual='prompt'))

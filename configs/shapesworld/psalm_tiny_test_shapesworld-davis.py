@@ -1,0 +1,23 @@
+# ShapesWorld video object segmentation, zero-shot (DAVIS-2017 layout: first
+# frame masks given, objects move, one enters late; held-out val videos;
+# J, F, J&F): the benchmark
+# configs/benchmarks/psalm_swin-b_phi-1.5_test_davis-2017-val.py with the TINY
+# PSALM at 256x256 on the tree of
+#   python tools/dataset_converters/generate_shapesworld.py data/shapesworld
+_base_ = [
+    '../_base_/models/psalm_tiny_shapesworld.py', '../_base_/datasets/eval/davis2017.py',
+    '../_base_/default_runtime.py'
+]
+
+data_root = 'data/shapesworld/DAVIS/'
+image_size = 256
+img_scale = (image_size, image_size)
+test_pipeline = [
+    dict(step, scale=img_scale) if step.type == 'Resize' else step
+    for step in _base_.test_pipeline
+]
+test_dataloader = dict(
+    num_workers=1,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_evaluator = dict(
+    output_dir='work_dirs/shapesworld_davis_val/Annotations')
