@@ -168,7 +168,7 @@ def test_referring_sample_equals_the_refcoco_pipeline(inferencer, repo_root,
                                                       data_root):
     root = osp.join(data_root, 'refcoco_sample')
     dataset = _dataset(
-        repo_root, 'configs/quickstart/psalm_tiny_test_refcoco-val.py',
+        repo_root, 'configs/fixtures/psalm_tiny_test_refcoco-val.py',
         ann_file=osp.join(root, 'instances.json'),
         split_file=osp.join(root, 'refs(unc).p'),
         data_prefix=dict(img_path=osp.join(data_root, 'coco_panoptic_sample',
@@ -238,7 +238,7 @@ def test_visual_prompt_sample_equals_the_coco_interactive_pipeline(
     ann_file, prompts = interactive_json
     dataset = _dataset(
         repo_root,
-        'configs/quickstart/psalm_tiny_test_coco-interactive-point.py',
+        'configs/fixtures/psalm_tiny_test_coco-interactive-point.py',
         ann_file=ann_file,
         prompt_type=prompt_type,
         data_prefix=dict(img=osp.join(data_root, 'coco_panoptic_sample',

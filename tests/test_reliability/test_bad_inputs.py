@@ -30,8 +30,8 @@ from mmdet.registry import DATASETS, METRICS
 from mmdet.utils import register_all_modules
 from projects.psalm.engine import UnsafeCheckpointError
 
-TRAIN = 'configs/quickstart/psalm_tiny_1xb2-1000it_fixtures.py'
-EVAL_INTERACTIVE = ('configs/quickstart/'
+TRAIN = 'configs/fixtures/psalm_tiny_1xb2-1000it_fixtures.py'
+EVAL_INTERACTIVE = ('configs/fixtures/'
                     'psalm_tiny_test_coco-interactive-point.py')
 PANOPTIC, REFCOCO, INTERACTIVE, LLAVA = range(4)
 IMAGES = ('000000142238.jpg', '000000439180.jpg')

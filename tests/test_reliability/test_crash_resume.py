@@ -24,7 +24,7 @@ import pytest
 
 from projects.psalm.engine import load_weights_only
 
-CONFIG = 'configs/quickstart/psalm_tiny_1xb2-1000it_fixtures.py'
+CONFIG = 'configs/fixtures/psalm_tiny_1xb2-1000it_fixtures.py'
 MAX_ITERS = 8
 INTERVAL = 3
 

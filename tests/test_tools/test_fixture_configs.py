@@ -1,13 +1,13 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
-"""The quickstart (tools/quickstart.sh): its fixture tree, its configs and a
-short run of them.
+"""The fixture-data configs (configs/fixtures/): the tree of real fixture
+data they read, the configs and a short run of them.
 
 * ``tools/misc/prepare_fixture_data.py`` lays out the README's data/ tree
   (again over an existing one), with the COCO-Interactive json and the
   instance json (ids from 1) generated;
 * the training config is configs/psalm_joint.py's data and sampler with the
   tiny model, 256 inputs everywhere, batch 2 and a short warm-up + cosine
-  schedule on ``work_dirs/quickstart/data``; each tiny test config is its
+  schedule on ``work_dirs/fixtures/data``; each tiny test config is its
   benchmark config with the tiny model, 256 inputs and the same data root;
   every file the configs read is in the tree;
 * tools/train.py trains the training config for 4 iterations (one batch of
@@ -28,13 +28,13 @@ import torch
 from config_testing import tiny_config
 from mmengine.config import Config
 
-TRAIN = 'configs/quickstart/psalm_tiny_1xb2-1000it_fixtures.py'
-TEST = 'configs/quickstart/psalm_tiny_test_{}.py'
+TRAIN = 'configs/fixtures/psalm_tiny_1xb2-1000it_fixtures.py'
+TEST = 'configs/fixtures/psalm_tiny_test_{}.py'
 BENCH = 'configs/benchmarks/psalm_swin-b_phi-1.5_test_{}.py'
 TESTS = ('coco-panoptic', 'refcoco-val', 'coco-interactive-point')
 JOINT = 'configs/psalm_joint.py'
 TINY_MODEL = 'configs/_base_/models/psalm_tiny.py'
-DATA = 'work_dirs/quickstart/data/'
+DATA = 'work_dirs/fixtures/data/'
 JOINT_TASKS = ('panoptic', 'referring', 'interactive', 'vqa')
 
 
@@ -76,7 +76,7 @@ def _without(dataset, *keys):
 
 
 def _in_tree(path, root):
-    """A config path below work_dirs/quickstart/data/ -> the tree's path."""
+    """A config path below work_dirs/fixtures/data/ -> the tree's path."""
     assert path.startswith(DATA), path
     return osp.join(root, path[len(DATA):])
 
@@ -236,18 +236,6 @@ def test_test_configs(repo_root, tree, name):
                     assert osp.exists(_in_tree(metric[key], tree['root']))
     else:
         assert evaluator == real_evaluator
-
-
-def test_quickstart_script_names_the_configs(repo_root):
-    with open(osp.join(repo_root, 'tools', 'quickstart.sh')) as f:
-        script = f.read()
-    assert f'CONFIG={TRAIN}' in script
-    assert 'TESTS=(' + ' '.join(TESTS) + ')' in script
-    assert 'tools/misc/prepare_fixture_data.py "$DATA"' in script
-    assert 'DATA="$WORK_DIR/data"' in script
-    assert 'WORK_DIR=work_dirs/quickstart' in script
-    subprocess.run(['bash', '-n', 'tools/quickstart.sh'], cwd=repo_root,
-                   check=True)
 
 
 # ----------------------------------------------------------------------

@@ -40,11 +40,11 @@ Train and val are the same two images. Files are symbolic links to
 
 Running it again over an existing ``OUT_DIR`` replaces what it made.
 
-Example (tools/quickstart.sh; the configs/quickstart/ configs read this
+Example (tools/quickstart.sh; the configs/fixtures/ configs read this
 tree, other configs are moved to it by ``--cfg-options``, see
 :func:`joint_data_roots`)::
 
-    python tools/misc/prepare_fixture_data.py work_dirs/quickstart/data
+    python tools/misc/prepare_fixture_data.py work_dirs/fixtures/data
 """
 import argparse
 import importlib.util
