@@ -88,6 +88,15 @@ class ImageCache:
         default_factory=dict)
 
 
+def _checkpoints_safely(language_model: nn.Module) -> bool:
+    """Whether an LLM checkpoints its activations and has no dropout > 0."""
+    llm = getattr(language_model, 'llm', None)
+    if not getattr(llm, 'is_gradient_checkpointing', False):
+        return False
+    return not any(
+        isinstance(m, nn.Dropout) and m.p > 0 for m in llm.modules())
+
+
 @MODELS.register_module()
 class PSALM(BaseModel):
     """Pixelwise SegmentAtion with Large Multi-modal Model.
@@ -196,12 +205,22 @@ class PSALM(BaseModel):
         self._is_init = True
 
     def train(self, mode: bool = True) -> 'PSALM':
-        """Keep frozen parts in eval mode (no DropPath, BN running stats)."""
+        """Keep frozen parts in eval mode (no DropPath, BN running stats).
+
+        Exception: a frozen language model with gradient checkpointing and
+        no active dropout stays in train mode, because Hugging Face models
+        checkpoint only in train mode (its activations are still needed to
+        back-propagate to the image tokens and prompts).
+        """
         super().train(mode)
         for name in self.frozen_modules:
             part = getattr(self, name, None)
-            if isinstance(part, nn.Module):
-                part.eval()
+            if not isinstance(part, nn.Module):
+                continue
+            if mode and name == 'language_model' and _checkpoints_safely(
+                    part):
+                continue
+            part.eval()
         return self
 
     # ------------------------------------------------------------------

@@ -7,7 +7,7 @@ Dh = head width.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from transformers import DynamicCache, PhiConfig, PhiForCausalLM
 
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
+from .lora import (ADAPTER, LORA_KEY, SCALING_KEY, apply_lora,
+                   lora_layer_names)
 from .tokenizer import PAD_TOKEN, add_tokens, load_tokenizer
 
 IGNORE_INDEX = -100
@@ -70,6 +72,18 @@ class PhiLanguageModel(BaseModule):
         gradient_checkpointing (bool): Non-reentrant activation checkpointing
             of the decoder layers (disables the KV cache in training).
         max_length (int): Longest accepted sequence.
+        lora (dict, optional): LoRA adapters on the decoder's linear layers
+            (``peft``, see :mod:`.lora`): ``r``, ``alpha``, ``dropout``,
+            ``target_modules``, ``use_rslora``. Every other weight of the LLM
+            (embeddings, layer norms, ``lm_head`` included) is then frozen;
+            only the adapters train. The adapters and their scaling
+            (``lora_scaling``) are entries of the state dict; a checkpoint
+            without them (e.g. the stage-2 model) loads into a LoRA model
+            with fresh adapters (``lora_B = 0``: the loaded model unchanged),
+            and a LoRA checkpoint loads into a model without ``lora`` only
+            after ``tools/model_converters/merge_lora.py``. Don't list
+            ``language_model`` in PSALM's ``frozen_modules`` with LoRA (that
+            would freeze the adapters too).
         init_cfg (dict or list[dict], optional): Only ``Pretrained`` entries
             are accepted; the Hugging Face weights are never re-initialised.
     """
@@ -83,6 +97,7 @@ class PhiLanguageModel(BaseModule):
                  attn_implementation: str = 'sdpa',
                  gradient_checkpointing: bool = False,
                  max_length: int = 2048,
+                 lora: Optional[dict] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         init_cfgs = [init_cfg] if isinstance(init_cfg, dict) else (init_cfg
                                                                    or [])
@@ -121,6 +136,13 @@ class PhiLanguageModel(BaseModule):
             cfg.pad_token_id = self.tokenizer.pad_token_id
             cfg.eos_token_id = self.tokenizer.eos_token_id
             cfg.bos_token_id = self.tokenizer.bos_token_id
+        self.lora = dict(lora) if lora else None
+        if self.lora is not None:
+            scaling = apply_lora(self.llm, self.lora)
+            self.register_buffer(
+                SCALING_KEY, torch.tensor(scaling, dtype=torch.float32))
+            self._lora_layers = tuple(lora_layer_names(self.llm))
+        self._register_load_state_dict_pre_hook(self._adapt_lora_keys)
         if gradient_checkpointing:
             kwargs = {'use_reentrant': False}
             if hasattr(self.llm, 'activation_checkpointing_enable'):
@@ -156,6 +178,63 @@ class PhiLanguageModel(BaseModule):
                 f'weights, e.g. {info["unexpected_keys"][:3]}',
                 logger='current')
         return llm
+
+    def _adapt_lora_keys(self, state_dict: Dict[str, Tensor], prefix: str,
+                         local_metadata: dict, strict: bool,
+                         missing_keys: List[str], unexpected_keys: List[str],
+                         error_msgs: List[str]) -> None:
+        """Load-state-dict pre-hook: match LoRA and plain checkpoints.
+
+        * model without LoRA, checkpoint with adapters: raise (merge first);
+        * LoRA model, plain checkpoint (``X.weight``): renamed to
+          ``X.base_layer.weight``; its adapters and scaling are taken from
+          the model (fresh adapters, ``lora_B = 0``), logged once;
+        * LoRA model, LoRA checkpoint: the scalings must agree.
+        """
+        if self.lora is None:
+            adapters = [
+                key for key in state_dict
+                if key.startswith(prefix) and LORA_KEY.match(key)
+            ]
+            if adapters:
+                raise ValueError(
+                    f'the checkpoint has LoRA adapters ({len(adapters)} '
+                    f'weights, e.g. {adapters[0]!r}) but the language model '
+                    'was built without `lora`; merge them into plain weights '
+                    'with tools/model_converters/merge_lora.py, or build the '
+                    'model with the same language_model.lora')
+            return
+        scaling_key = prefix + SCALING_KEY
+        if scaling_key in state_dict and not torch.isclose(
+                state_dict[scaling_key].float().cpu(),
+                self.lora_scaling.float().cpu(), rtol=1e-3):
+            raise ValueError(
+                f'the checkpoint\'s LoRA scaling '
+                f'{float(state_dict[scaling_key]):g} differs from the '
+                f'model\'s {float(self.lora_scaling):g} (alpha / r of '
+                f'language_model.lora={self.lora}); use the lora settings the '
+                'checkpoint was trained with')
+        fresh = 0
+        for name in self._lora_layers:
+            layer = self.llm.get_submodule(name)
+            key = f'{prefix}llm.{name}.'
+            for param in ('weight', 'bias'):
+                plain, base = key + param, key + 'base_layer.' + param
+                if plain in state_dict and base not in state_dict:
+                    state_dict[base] = state_dict.pop(plain)
+            if key + 'base_layer.weight' not in state_dict:
+                continue  # this checkpoint does not hold the layer
+            for part in ('A', 'B'):
+                lora_key = f'{key}lora_{part}.{ADAPTER}.weight'
+                if lora_key not in state_dict:
+                    module = getattr(layer, f'lora_{part}')[ADAPTER]
+                    state_dict[lora_key] = module.weight.detach().clone()
+                    fresh += part == 'A'
+        if fresh:
+            state_dict.setdefault(scaling_key, self.lora_scaling.clone())
+            print_log(
+                f'LoRA: the checkpoint has no adapters for {fresh} adapted '
+                'layers; they start fresh (lora_B = 0)', logger='current')
 
     @torch.no_grad()
     def _resize_embeddings(self, num_old_tokens: int,
