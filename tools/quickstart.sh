@@ -31,9 +31,9 @@ VENV="${PSALM_VENV:-$ROOT/.venv}"
 if [ "$VENV" != none ]; then source "$VENV/bin/activate"; fi
 # tiny tensors: one intra-op thread per process (measured on 2 cores: 4x
 # faster than two threads competing); one training process per core, at
-# most 2 (the config's 2 x batch 2)
+# most 2 (the config's 2 x batch 2; nproc --all: nproc obeys OMP_NUM_THREADS)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-NPROC="${PSALM_QUICKSTART_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}"
+NPROC="${PSALM_QUICKSTART_PROCS:-$(( $(nproc --all) >= 2 ? 2 : 1 ))}"
 
 WORK_DIR=work_dirs/quickstart
 DATA=data/shapesworld  # the data_root of configs/shapesworld/

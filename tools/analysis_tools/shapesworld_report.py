@@ -68,6 +68,8 @@ BENCHMARKS: List[Tuple[str, str, List[Tuple[str, str]],
      [('majority', 'majority training answer')], 'vqa/exact_match'),
 ]
 LOSS_KEYS = ('loss', 'loss_cls', 'loss_mask', 'loss_dice', 'loss_lm')
+#: metrics that mmdet reports as fractions; the table is in %
+FRACTIONS = ('coco/segm_mAP', )
 
 
 def newest(pattern: str) -> Optional[str]:
@@ -77,12 +79,17 @@ def newest(pattern: str) -> Optional[str]:
 
 
 def read_metrics(run_dir: str) -> Optional[Dict[str, float]]:
-    """Metrics json of the newest ``tools/test.py`` run in ``run_dir``."""
+    """Metrics json of the newest ``tools/test.py`` run in ``run_dir``, all
+    in % (mmdet's fractions scaled)."""
     path = newest(osp.join(run_dir, '[0-9]*_[0-9]*', '[0-9]*_[0-9]*.json'))
     if path is None:
         return None
     with open(path) as f:
-        return json.load(f)
+        metrics = json.load(f)
+    return {
+        key: 100 * value if key in FRACTIONS else value
+        for key, value in metrics.items()
+    }
 
 
 def training_logs(work_dir: str) -> List[dict]:
