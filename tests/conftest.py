@@ -4,6 +4,8 @@ import os
 import os.path as osp
 
 import pytest
+from config_testing import TINY_MODEL, save_random_checkpoint
+from mmengine.config import Config
 
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 DATA_ROOT = osp.join(REPO_ROOT, 'tests', 'data')
@@ -17,6 +19,18 @@ def repo_root() -> str:
 @pytest.fixture(scope='session')
 def data_root() -> str:
     return DATA_ROOT
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(repo_root, tmp_path_factory) -> str:
+    """Weights-only checkpoint of the randomly initialised tiny PSALM
+    (configs/_base_/models/psalm_tiny.py)."""
+    cfg = Config.fromfile(osp.join(repo_root, TINY_MODEL))
+    cfg.model.language_model.tokenizer = osp.join(
+        repo_root, cfg.model.language_model.tokenizer)
+    path = str(tmp_path_factory.mktemp('tiny_psalm') / 'random.pth')
+    save_random_checkpoint(cfg, path)
+    return path
 
 
 @pytest.fixture(scope='session')

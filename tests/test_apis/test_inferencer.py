@@ -17,7 +17,7 @@ from mmengine.dataset import pseudo_collate
 from mmdet.registry import DATASETS
 from projects.psalm.apis import parse_prompt
 from projects.psalm.datasets.coco_interactive import (PROMPT_FIELDS,
-                                                     encode_rle, mask_to_box)
+                                                      encode_rle, mask_to_box)
 
 ORI_SHAPE = (360, 640)  # (H, W) of the test image
 SIZE = 256  # the tiny model's input size

@@ -1,23 +1,8 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
-"""Fixtures of the web-demo tests: a random tiny-PSALM checkpoint and a
-backbone call counter (the trained ``shapesworld_model`` is shared, in
+"""Fixtures of the web-demo tests: a backbone call counter (the random
+``tiny_checkpoint`` and the trained ``shapesworld_model`` are shared, in
 tests/conftest.py)."""
-import os.path as osp
-
 import pytest
-from config_testing import TINY_MODEL, save_random_checkpoint
-from mmengine.config import Config
-
-
-@pytest.fixture(scope='session')
-def random_checkpoint(repo_root, tmp_path_factory) -> str:
-    """Weights-only checkpoint of the randomly initialised tiny PSALM."""
-    cfg = Config.fromfile(osp.join(repo_root, TINY_MODEL))
-    cfg.model.language_model.tokenizer = osp.join(
-        repo_root, cfg.model.language_model.tokenizer)
-    path = str(tmp_path_factory.mktemp('web_demo_tiny') / 'random.pth')
-    save_random_checkpoint(cfg, path)
-    return path
 
 
 class BackboneCalls:

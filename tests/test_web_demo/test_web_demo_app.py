@@ -23,8 +23,8 @@ IMAGE = 'coco_panoptic_sample/input_images/000000439180.jpg'  # 640x360
 
 
 @pytest.fixture(scope='module')
-def demo(repo_root, random_checkpoint) -> PSALMWebDemo:
-    return PSALMWebDemo(osp.join(repo_root, TINY_MODEL), random_checkpoint,
+def demo(repo_root, tiny_checkpoint) -> PSALMWebDemo:
+    return PSALMWebDemo(osp.join(repo_root, TINY_MODEL), tiny_checkpoint,
                         device='cpu', tasks=('panoptic', 'referring',
                                              'interactive'))
 
@@ -57,11 +57,11 @@ def test_trained_tasks_of_the_training_configs(repo_root):
 
 
 def test_trained_tasks_read_from_the_checkpoint_meta(repo_root, tmp_path,
-                                                     random_checkpoint):
+                                                     tiny_checkpoint):
     import torch
     cfg = Config.fromfile(osp.join(repo_root, DEFAULT_CONFIG))
     cfg.train_dataloader.batch_sampler.task_ratios = [0, 1, 0, 0]
-    checkpoint = torch.load(random_checkpoint, weights_only=True)
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
     checkpoint['meta'] = dict(cfg=cfg.pretty_text)
     path = str(tmp_path / 'with_meta.pth')
     torch.save(checkpoint, path)
@@ -77,7 +77,7 @@ def test_trained_tasks_read_from_the_checkpoint_meta(repo_root, tmp_path,
     demo = PSALMWebDemo(osp.join(repo_root, TINY_MODEL), path, device='cpu')
     assert demo.trained is None and not marker.exists()
     # the config without training data: tasks unknown, nothing refused
-    demo = PSALMWebDemo(osp.join(repo_root, TINY_MODEL), random_checkpoint,
+    demo = PSALMWebDemo(osp.join(repo_root, TINY_MODEL), tiny_checkpoint,
                         device='cpu')
     assert demo.trained is None
     assert all(demo.task_note(task) == '' for task in TASKS)
@@ -186,9 +186,9 @@ def test_prompt_kwargs(demo):
 # ----------------------------------------------------------------------
 # one encoding per image
 # ----------------------------------------------------------------------
-def test_prompts_reuse_the_image_features(repo_root, random_checkpoint,
+def test_prompts_reuse_the_image_features(repo_root, tiny_checkpoint,
                                           image, backbone_calls):
-    demo = PSALMWebDemo(osp.join(repo_root, TINY_MODEL), random_checkpoint,
+    demo = PSALMWebDemo(osp.join(repo_root, TINY_MODEL), tiny_checkpoint,
                         device='cpu', cache_size=2)
     calls = backbone_calls(demo.inferencer.model)
     assert demo.set_image(image) == (demo.image_key(image), True)
