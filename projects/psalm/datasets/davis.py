@@ -240,4 +240,3 @@ class LoadDAVISAnnotations(BaseTransform):
         results['gt_seg_map'] = gt
         results['prompt_masks'] = masks
         return results
-

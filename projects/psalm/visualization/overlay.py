@@ -128,8 +128,8 @@ def draw_answer(image: np.ndarray, question: str, answer: str,
     """
     _check_image(image)
     height, width = image.shape[:2]
-    lines = _wrap(f'Q: {question}', width - 8) + _wrap(f'A: {answer}',
-                                                        width - 8)
+    lines = (_wrap(f'Q: {question}', width - 8) +
+             _wrap(f'A: {answer}', width - 8))
     lines = lines[:max((height - 6) // _LINE_HEIGHT, 1)]
     band = min(_LINE_HEIGHT * len(lines) + 6, height)
     canvas = image.copy()

@@ -32,7 +32,6 @@ from mmdet.utils import OptMultiConfig
 from ..mask_generator.mask_generator import COND_TYPES
 
 
-
 def span_pooling_weights(spans: List[Tensor], length: int, mode: str,
                          device: torch.device) -> Tuple[Tensor, Tensor]:
     """Build a pooling matrix that averages (or picks) LLM outputs per span.
