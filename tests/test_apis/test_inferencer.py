@@ -292,6 +292,35 @@ def test_set_image_then_predict_reuses_the_image(inferencer, image_path):
                               expected['visualization'][0])
 
 
+def test_use_image_switches_back_without_encoding(inferencer, image_path):
+    """An image encoded earlier is made current again by ``use_image``:
+    same answer as when it was set, no new Swin pass."""
+    import mmcv
+    first = inferencer.set_image(image_path)
+    expected = inferencer.predict(text='the man', mask_format='array')
+    flipped = mmcv.imread(image_path)[:, ::-1].copy()
+    other = inferencer.set_image(flipped)
+    assert other is not first
+    # the flipped image answers differently, so the check below can fail
+    on_other = inferencer.predict(text='the man', mask_format='array')
+    assert not np.array_equal(on_other['predictions']['masks'],
+                              expected['predictions']['masks'])
+    calls = []
+    handle = inferencer.model.backbone.register_forward_hook(
+        lambda *_: calls.append(1))
+    try:
+        inferencer.use_image(first)
+        result = inferencer.predict(text='the man', mask_format='array')
+    finally:
+        handle.remove()
+        inferencer.reset_image()
+    assert calls == []
+    assert np.array_equal(result['predictions']['masks'],
+                          expected['predictions']['masks'])
+    with pytest.raises(TypeError, match='needs the ImageState'):
+        inferencer.use_image(image_path)
+
+
 # ----------------------------------------------------------------------
 # errors
 # ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ..visualization.overlay import (draw_answer, draw_masks,
                                      draw_prompt_outlines)
 from .prompts import PromptRequest, parse_prompt, visual_prompt_instances
 
-__all__ = ['PSALMInferencer']
+__all__ = ['PSALMInferencer', 'ImageState']
 
 ImageType = Union[str, np.ndarray]
 #: Repository root: relative tokenizer paths of the configs are resolved
@@ -46,7 +46,7 @@ _IMAGE_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor')
 
 
 @dataclass
-class _ImageState:
+class ImageState:
     """The image of :meth:`PSALMInferencer.set_image`."""
     source: ImageType
     results: Dict[str, Any]  # loaded and resized pipeline results
@@ -99,7 +99,7 @@ class PSALMInferencer(BaseInferencer):
             raise FileNotFoundError(f'config file {model!r} does not exist')
         if weights is not None and not osp.isfile(weights):
             raise FileNotFoundError(f'checkpoint {weights!r} does not exist')
-        self._image: Optional[_ImageState] = None
+        self._image: Optional[ImageState] = None
         super().__init__(
             model=model,
             weights=weights,
@@ -315,7 +315,7 @@ class PSALMInferencer(BaseInferencer):
         """ImageCache: The cached features of the set image."""
         return self._state().cache
 
-    def set_image(self, image: ImageType) -> None:
+    def set_image(self, image: ImageType) -> ImageState:
         """Encode an image once for many :meth:`predict` calls.
 
         Runs Swin, the projector and the pixel decoder now; the LLM prefix
@@ -323,21 +323,34 @@ class PSALMInferencer(BaseInferencer):
 
         Args:
             image (str | np.ndarray): Image path or ``(H, W, 3)`` BGR array.
+
+        Returns:
+            ImageState: The encoded image; :meth:`use_image` switches back to
+            it later without encoding again.
         """
         results = self._load_image(image)
         packed = self._pack_image(results)
         data = self.model.data_preprocessor(
             pseudo_collate([packed]), False)  # inputs [1, 3, H, W]
-        self._image = _ImageState(
+        self._image = ImageState(
             source=image,
             results=results,
             cache=self.model.encode_image(data['inputs']))
+        return self._image
+
+    def use_image(self, state: ImageState) -> None:
+        """Make an image encoded earlier by :meth:`set_image` the current
+        one (its features and LLM prefixes are reused)."""
+        if not isinstance(state, ImageState):
+            raise TypeError('use_image needs the ImageState returned by '
+                            f'set_image, got {type(state).__name__}')
+        self._image = state
 
     def reset_image(self) -> None:
         """Forget the image of :meth:`set_image`."""
         self._image = None
 
-    def _state(self) -> _ImageState:
+    def _state(self) -> ImageState:
         if self._image is None:
             raise RuntimeError('an image must be set with `.set_image(...)` '
                                'before `.predict(...)`')

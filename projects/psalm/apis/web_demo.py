@@ -561,11 +561,11 @@ class PSALMWebDemo:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return key, False
-            self.inferencer.set_image(np.ascontiguousarray(image[..., ::-1]))
+            # the encoded image (features, LLM prefixes), kept to switch
+            # back without encoding again
+            self._cache[key] = self.inferencer.set_image(
+                np.ascontiguousarray(image[..., ::-1]))
             self.encode_count += 1
-            # the inferencer's state of the set image (features, LLM
-            # prefixes), kept to switch back without encoding again
-            self._cache[key] = self.inferencer._image
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
             return key, True
@@ -693,7 +693,7 @@ class PSALMWebDemo:
         thr = 0.0 if task in _SINGLE_MASK_TASKS else float(score_thr)
         with self._lock:
             key, encoded = self.set_image(image)
-            self.inferencer._image = self._cache[key]  # the set image
+            self.inferencer.use_image(self._cache[key])
             start = time.perf_counter()
             try:
                 output = self.inferencer.predict(
