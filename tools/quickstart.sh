@@ -2,8 +2,10 @@
 # The README's main command: set up the environment, then run the main job.
 #
 # The main job shows PSALM doing its whole job on a CPU: a TINY, randomly
-# initialised PSALM (configs/_base_/models/psalm_tiny.py: real Phi-1.5
-# tokenizer, small Swin and Phi) is trained jointly on the four stage-2
+# initialised PSALM (configs/_base_/models/psalm_tiny_shapesworld.py: real
+# Phi-1.5 tokenizer, small Swin and Phi) gets its Swin pre-trained on the
+# training split's segments (the stand-in for the paper's pre-trained,
+# frozen Swin-B), and is then trained jointly on the four stage-2
 # tasks (panoptic, referring, interactive, vqa; configs/psalm_joint.py's data
 # and task sampler) on ShapesWorld, a seeded synthetic world of shapes
 # written in the real datasets' formats, then every task is evaluated on
@@ -19,8 +21,9 @@
 #   PSALM_SKIP_INSTALL=1 bash tools/quickstart.sh       # use it as it is
 #   PSALM_QUICKSTART_PROCS=1 bash tools/quickstart.sh   # training processes
 #
-# Everything goes to work_dirs/quickstart/ (the training log and checkpoint,
-# test_*/ and baseline_*/ with the metrics, vis/, report.md); the data to
+# Everything goes to work_dirs/quickstart/ (swin_pretrain/, the training log
+# and checkpoint, test_*/ and baseline_*/ with the metrics, vis/, report.md);
+# the data to
 # data/shapesworld/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,31 +40,48 @@ NPROC="${PSALM_QUICKSTART_PROCS:-$(( $(nproc --all) >= 2 ? 2 : 1 ))}"
 
 WORK_DIR=work_dirs/quickstart
 DATA=data/shapesworld  # the data_root of configs/shapesworld/
-CONFIG=configs/shapesworld/psalm_tiny_2xb2-3k_shapesworld.py
+PRETRAIN_CONFIG=configs/shapesworld/swin-tiny-convstem_objcls_1xb4-1k_shapesworld.py
+CONFIG=configs/shapesworld/psalm_tiny_2xb2-5k_shapesworld.py
 BENCHMARKS=(panoptic refcoco grefcoco interactive-point interactive-scribble
             interactive-box interactive-mask davis vqa)
 t0=$(date +%s)
 
-echo "[quickstart] 1/5 generating ShapesWorld in $DATA/"
+echo "[quickstart] 1/6 generating ShapesWorld in $DATA/"
 python tools/dataset_converters/generate_shapesworld.py "$DATA" \
   --num-train 400 --num-val 60 --num-videos 8 --seed 0 --overwrite
 t1=$(date +%s)
 
-echo "[quickstart] 2/5 training the tiny PSALM jointly on panoptic," \
-  "referring, interactive and vqa batches ($NPROC process(es)): $CONFIG"
+echo "[quickstart] 2/6 pre-training the tiny Swin on the training split's" \
+  "segments: $PRETRAIN_CONFIG"
+mkdir -p "$WORK_DIR"
+if ! OMP_NUM_THREADS="$NPROC" python tools/train.py "$PRETRAIN_CONFIG" \
+    --work-dir "$WORK_DIR/swin_pretrain" > "$WORK_DIR/swin_pretrain.log" 2>&1
+then
+  tail -n 30 "$WORK_DIR/swin_pretrain.log"
+  echo "[quickstart] Swin pre-training failed: $WORK_DIR/swin_pretrain.log" >&2
+  exit 1
+fi
+grep "Iter(train)" "$WORK_DIR/swin_pretrain.log" | tail -n 1 | cut -c1-160
+SWIN="$WORK_DIR/swin_pretrain/$(basename "$(cat "$WORK_DIR/swin_pretrain/last_checkpoint")")"
+
+echo "[quickstart] 3/6 training the tiny PSALM (frozen pre-trained Swin)" \
+  "jointly on panoptic, referring, interactive and vqa batches" \
+  "($NPROC process(es)): $CONFIG"
 if [ "$NPROC" -gt 1 ]; then
   # the config's total batch (2 x 2) is kept with any process count
   PORT="${PORT:-29533}" bash tools/dist_train.sh "$CONFIG" "$NPROC" \
     --work-dir "$WORK_DIR" \
-    --cfg-options train_dataloader.batch_size=$(( 4 / NPROC ))
+    --cfg-options train_dataloader.batch_size=$(( 4 / NPROC )) \
+    model.backbone.init_cfg.checkpoint="$SWIN"
 else
   python tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
-    --cfg-options train_dataloader.batch_size=4
+    --cfg-options train_dataloader.batch_size=4 \
+    model.backbone.init_cfg.checkpoint="$SWIN"
 fi
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"
 t2=$(date +%s)
 
-echo "[quickstart] 3/5 evaluating $CKPT on the held-out split"
+echo "[quickstart] 4/6 evaluating $CKPT on the held-out split"
 for name in "${BENCHMARKS[@]}"; do
   echo "[quickstart] --- $name"
   python tools/test.py "configs/shapesworld/psalm_tiny_test_shapesworld-$name.py" \
@@ -70,7 +90,7 @@ for name in "${BENCHMARKS[@]}"; do
 done
 t3=$(date +%s)
 
-echo "[quickstart] 4/5 the trivial baselines, same configs and metrics"
+echo "[quickstart] 5/6 the trivial baselines, same configs and metrics"
 for config in configs/shapesworld/baselines/trivial_*.py; do
   name="$(basename "$config" .py)"          # trivial_<rule>_shapesworld-<b>
   rule="${name#trivial_}"; rule="${rule%%_shapesworld-*}"
@@ -81,7 +101,7 @@ for config in configs/shapesworld/baselines/trivial_*.py; do
     | sed "s/^/[quickstart] baseline $rule $bench: /" | cut -c1-200 || true
 done
 
-echo "[quickstart] 5/5 pictures of every task and the report"
+echo "[quickstart] 6/6 pictures of every task and the report"
 python tools/analysis_tools/shapesworld_report.py "$WORK_DIR" \
   --config "$CONFIG" --checkpoint "$CKPT" --data-root "$DATA" \
   --data-seconds $(( t1 - t0 )) --train-seconds $(( t2 - t1 )) \

@@ -12,13 +12,24 @@ _base_ = [
     '../_base_/tiny_joint_cpu.py'
 ]
 
+# the Swin pre-trained on the training split by step 1 of tools/quickstart.sh
+# (configs/shapesworld/swin-tiny-convstem_objcls_1xb4-1k_shapesworld.py),
+# frozen as the paper freezes its pre-trained Swin-B
+pretrained_backbone = 'work_dirs/quickstart/swin_pretrain/iter_1000.pth'
+model = dict(
+    frozen_modules=('backbone', ),
+    backbone=dict(
+        init_cfg=dict(
+            _delete_=True, type='Pretrained',
+            checkpoint=pretrained_backbone)))
+
 data_root = 'data/shapesworld/'
 coco_root = data_root + 'coco/'
 llava_root = data_root + 'llava/'
-# 3000 iterations (warm-up 100 + cosine); tools/quickstart.sh runs 2
+# 5000 iterations (warm-up 100 + cosine); tools/quickstart.sh runs 2
 # processes x batch 2 (tools/train.py alone: --cfg-options
 # train_dataloader.batch_size=4 keeps the total batch)
-max_iters = 3000
+max_iters = 5000
 warmup_iters = 100
 
 # psalm_joint.py's four sub-datasets (same order, same files) on the

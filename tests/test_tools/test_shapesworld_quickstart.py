@@ -22,7 +22,8 @@ import pytest
 from mmengine.config import Config
 
 SW = 'configs/shapesworld/'
-TRAIN = SW + 'psalm_tiny_2xb2-3k_shapesworld.py'
+TRAIN = SW + 'psalm_tiny_2xb2-5k_shapesworld.py'
+PRETRAIN = SW + 'swin-tiny-convstem_objcls_1xb4-1k_shapesworld.py'
 REPORT = 'tools/analysis_tools/shapesworld_report.py'
 
 
@@ -47,6 +48,7 @@ def _report_module(repo_root):
 def test_script_configs_and_report_agree(repo_root):
     script = _script(repo_root)
     assert f'CONFIG={TRAIN}' in script
+    assert f'PRETRAIN_CONFIG={PRETRAIN}' in script
     subprocess.run(['bash', '-n', 'tools/quickstart.sh'], cwd=repo_root,
                    check=True)
     benchmarks = _benchmarks(repo_root)
@@ -61,6 +63,25 @@ def test_script_configs_and_report_agree(repo_root):
     assert baselines == expected
 
 
+def test_pretraining_trains_the_psalm_swin(repo_root):
+    """Step 2 pre-trains exactly the Swin that step 3 loads and freezes,
+    on the same training split (its checkpoint is where the training
+    config looks for it)."""
+    pretrain = Config.fromfile(osp.join(repo_root, PRETRAIN))
+    train = Config.fromfile(osp.join(repo_root, TRAIN))
+    assert pretrain.model.type == 'ObjectClassifier'
+    swin = dict(train.model.backbone, init_cfg=None)
+    assert pretrain.model.backbone == swin
+    assert pretrain.model.data_preprocessor == train.model.data_preprocessor
+    assert train.model.backbone.init_cfg.checkpoint == (
+        f'work_dirs/quickstart/swin_pretrain/iter_'
+        f'{pretrain.train_cfg.max_iters}.pth')
+    panoptic = train.train_dataloader.dataset.datasets[0]
+    data = pretrain.train_dataloader.dataset
+    for key in ('type', 'data_root', 'ann_file', 'data_prefix', 'pipeline'):
+        assert data[key] == panoptic[key], key
+
+
 @pytest.mark.parametrize('name', [
     'panoptic', 'refcoco', 'grefcoco', 'interactive-point', 'davis', 'vqa'
 ])
@@ -68,7 +89,14 @@ def test_test_configs(repo_root, name):
     cfg = Config.fromfile(
         osp.join(repo_root, SW, f'psalm_tiny_test_shapesworld-{name}.py'))
     train = Config.fromfile(osp.join(repo_root, TRAIN))
-    assert cfg.model == train.model  # the trained model, as trained
+    # the trained model, as trained; only training starts from the
+    # pre-trained Swin and keeps it frozen
+    assert train.model.frozen_modules == ('backbone', )
+    assert train.model.backbone.init_cfg.checkpoint == \
+        'work_dirs/quickstart/swin_pretrain/iter_1000.pth'
+    train.model.frozen_modules = ()
+    train.model.backbone.init_cfg = None
+    assert cfg.model == train.model
     assert cfg.model.frozen_modules == ()
     assert cfg.model.input_schema.num_mask_tokens == 20
     dataset = cfg.test_dataloader.dataset

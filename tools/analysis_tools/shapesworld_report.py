@@ -16,8 +16,8 @@ Reads what ``tools/quickstart.sh`` left in its work dir:
 Example::
 
     python tools/analysis_tools/shapesworld_report.py work_dirs/quickstart \\
-        --config configs/shapesworld/psalm_tiny_2xb2-3k_shapesworld.py \\
-        --checkpoint work_dirs/quickstart/iter_3000.pth \\
+        --config configs/shapesworld/psalm_tiny_2xb2-5k_shapesworld.py \\
+        --checkpoint work_dirs/quickstart/iter_5000.pth \\
         --data-root data/shapesworld
 """
 import argparse
@@ -243,11 +243,14 @@ def write_report(work_dir: str,
     first, last = logs[0], logs[-1]
     lines = [
         '# PSALM on ShapesWorld: quickstart report', '',
-        'A tiny, randomly initialised PSALM (configs/shapesworld/) trained '
-        'jointly on panoptic, referring, interactive and VQA batches of the '
-        'ShapesWorld training split, evaluated with `tools/test.py` on the '
-        'held-out split. Every baseline runs through the same configs, '
-        'post-processing and metrics (`TrivialBaseline`).', '',
+        'A tiny PSALM (configs/shapesworld/): its Swin pre-trained on the '
+        'segments of the ShapesWorld training split and frozen (the '
+        'stand-in for the paper\'s pre-trained Swin-B), everything else '
+        'randomly initialised and trained jointly on panoptic, referring, '
+        'interactive and VQA batches of that split; evaluated with '
+        '`tools/test.py` on the held-out split. Every baseline runs through '
+        'the same configs, post-processing and metrics '
+        '(`TrivialBaseline`).', '',
         f'Training: {last["iter"]} iterations; loss {first["loss"]:.2f} '
         f'(iter {first["iter"]}) -> {last["loss"]:.2f}.' + (
             ' Time: ' + ', '.join(f'{k} {v} s' for k, v in seconds.items())
@@ -291,7 +294,8 @@ def main() -> None:
     seconds = {
         name: value
         for name, value in (('data', args.data_seconds),
-                            ('training', args.train_seconds),
+                            ('training (Swin pre-training included)',
+                             args.train_seconds),
                             ('evaluation', args.eval_seconds))
         if value is not None
     }

@@ -78,7 +78,7 @@ _DATASET_TASKS = dict(COCOInteractiveDataset='interactive')
 #: Tasks drawn with every mask, whatever its score (one mask per prompt).
 _SINGLE_MASK_TASKS = ('referring', 'gres', 'interactive')
 _QUICKSTART_POINTER = 'work_dirs/quickstart/last_checkpoint'
-DEFAULT_CONFIG = 'configs/shapesworld/psalm_tiny_2xb2-3k_shapesworld.py'
+DEFAULT_CONFIG = 'configs/shapesworld/psalm_tiny_2xb2-5k_shapesworld.py'
 #: Colours (RGB) of the clicks drawn on the image.
 _CLICK_COLOR = (255, 255, 255)
 _CLICK_EDGE = (20, 20, 20)
