@@ -48,10 +48,18 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 # AdamW without weight decay, linear warm-up, cosine decay to 0 (the stage-2
 # schedule's shape, short and with a learning rate for random weights; the
 # clipping tames the first steps, whose gradient norms are in the hundreds)
+# (fused: one kernel per step instead of a dozen per tensor; the 3.3M-entry
+# token embedding made the default AdamW step a quarter of a tiny iteration:
+# 21 -> 3.4 ms per step, 19% less time per iteration, same update)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        type='AdamW',
+        lr=lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        fused=True),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(
