@@ -23,6 +23,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType
+from .lmm.conditions import pool_visual_prompts
 
 __all__ = ['ObjectClassifier']
 
@@ -85,20 +86,17 @@ class ObjectClassifier(BaseModel):
                     f'the masks of {sample.metainfo.get("img_path")} '
                     f'({tuple(masks.shape[-2:])}) exceed the input '
                     f'({height}, {width})')
-            # zero-pad like the image (bottom / right), then average each
-            # stride x stride cell: [T, H, W] -> [T, h, w]
-            masks = F.pad(masks, (0, width - masks.shape[-1], 0,
-                                  height - masks.shape[-2]))
-            cells = F.adaptive_avg_pool2d(masks, feat.shape[-2:])
-            area = cells.sum((1, 2))  # [T]
-            if len(area) and (area <= 0).any():
+            empty = (masks.flatten(1).sum(1) == 0).nonzero().flatten()
+            if len(empty):
                 raise ValueError(
                     f'{sample.metainfo.get("img_path")}: object(s) '
-                    f'{(area <= 0).nonzero().flatten().tolist()} have empty '
-                    'masks')
-            # [T, h, w] x [C, h, w] -> [T, C]
-            pooled.append(
-                torch.einsum('thw,chw->tc', cells, feat[b]) / area[:, None])
+                    f'{empty.tolist()} have empty masks')
+            # zero-pad like the image (bottom / right), then the mask-area
+            # weighted mean of the level (the visual-prompt pooling):
+            # [T, H, W] x [C, h, w] -> [T, C]
+            masks = F.pad(masks, (0, width - masks.shape[-1], 0,
+                                  height - masks.shape[-2]))
+            pooled.append(pool_visual_prompts(feat[b], masks, 'mask_avg'))
         return pooled
 
     def forward(self,
