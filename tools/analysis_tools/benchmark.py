@@ -94,7 +94,7 @@ from mmdet.utils import register_all_modules  # noqa: E402
 __all__ = [
     'CONFIGS', 'MODES', 'TASKS', 'NAIVE_PARTS', 'BenchmarkInputs',
     'load_psalm_config', 'build_psalm', 'mask2former_config',
-    'count_parameters', 'naive_execution', 'measure', 'measure_group',
+    'count_parameters', 'naive_execution', 'measure_group',
     'paired_ratio', 'run_benchmark', 'format_table', 'main'
 ]
 
@@ -588,17 +588,6 @@ def measure_group(fns: Dict[str, Tuple[Callable[[], Any], Contexts]],
     return results
 
 
-def measure(fn: Callable[[], Any],
-            iters: int,
-            warmup: int,
-            device: str,
-            stat: str = 'median',
-            flops: bool = False) -> Dict[str, Any]:
-    """Time one function (see :func:`measure_group`)."""
-    return measure_group(dict(fn=(fn, nullcontext)), iters, warmup, device,
-                         stat, flops)['fn']
-
-
 def paired_ratio(numerator: Dict[str, Any], denominator: Dict[str, Any],
                  scale: float = 1.0) -> float:
     """Median over the iterations of ``scale * t_num / t_den``, for two
@@ -697,11 +686,6 @@ class _Runner:
 # ----------------------------------------------------------------------
 # the benchmark
 # ----------------------------------------------------------------------
-def _has_prompt_cache(model: nn.Module) -> bool:
-    return callable(getattr(model, 'encode_image', None)) and callable(
-        getattr(model, 'predict_prompts', None))
-
-
 def _free(device: str) -> None:
     gc.collect()
     if device == 'cuda':
@@ -865,10 +849,6 @@ class _ConfigBenchmark:
         try:
             for mode in self.args.modes:
                 if mode == 'multi':
-                    if not _has_prompt_cache(self.psalm.model):
-                        _log('multi: this PSALM has no encode_image / '
-                             'predict_prompts; skipped')
-                        continue
                     rows.append(self.row(mode, 'referring'))
                     continue
                 rows += [self.row(mode, task) for task in self.args.tasks]

@@ -167,7 +167,7 @@ def make_pictures(config: str, checkpoint: str, data_root: str,
         none = [e for e in ex.expressions if not e['ann_ids']]
         jobs = [('panoptic', dict(categories=ex.class_names,
                                   is_thing=ex.is_thing),
-                 'panoptic: all 10 classes', None)]
+                 f'panoptic: all {len(ex.class_names)} classes', None)]
         if single:
             e = single[0]
             jobs.append(('referring', dict(text=e['text']),
@@ -227,7 +227,7 @@ def metric_table(work_dir: str) -> Tuple[List[str], List[str]]:
                 _fmt(base.get(key)) for key, _ in metrics) + ' |')
             if psalm.get(main_key, 0.0) <= base.get(main_key, 0.0):
                 failures.append(
-                    f'{name}: PSALM {main_key} {psalm.get(main_key):.1f} '
+                    f'{name}: PSALM {main_key} {_fmt(psalm.get(main_key))} '
                     f'does not beat baseline {rule} ({base[main_key]:.1f})')
     return rows, failures
 

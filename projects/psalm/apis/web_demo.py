@@ -41,8 +41,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import mmengine
 import numpy as np
-import pycocotools.mask as mask_utils
 
+from ..datasets.coco_interactive import encode_rle
 from .inferencer import REPO_ROOT, PSALMInferencer
 
 __all__ = [
@@ -72,9 +72,6 @@ VISUAL_PROMPTS = ('point', 'box', 'scribble', 'mask')
 #: referring task that may answer "no target").
 ZERO_SHOT_BASE = dict(semantic='panoptic', instance='panoptic',
                       gres='referring')
-#: Datasets whose task is neither a ``TASK`` attribute nor a ``task``
-#: argument.
-_DATASET_TASKS = dict(COCOInteractiveDataset='interactive')
 #: Tasks drawn with every mask, whatever its score (one mask per prompt).
 _SINGLE_MASK_TASKS = ('referring', 'gres', 'interactive')
 _QUICKSTART_POINTER = 'work_dirs/quickstart/last_checkpoint'
@@ -200,7 +197,7 @@ def dataset_task(dataset_cfg: dict) -> Optional[str]:
         parameter = inspect.signature(cls.__init__).parameters.get('task')
         if parameter is not None and isinstance(parameter.default, str):
             task = parameter.default
-    return task or _DATASET_TASKS.get(cls.__name__)
+    return task
 
 
 def _collect_tasks(node: Any, tasks: List[str]) -> None:
@@ -711,10 +708,7 @@ class PSALMWebDemo:
         record = {}
         for key, value in prompt.items():
             if key == 'mask':
-                rle = mask_utils.encode(np.asfortranarray(
-                    value.astype(np.uint8)))
-                value = dict(size=[int(s) for s in rle['size']],
-                             counts=rle['counts'].decode('ascii'))
+                value = encode_rle(value)
             elif isinstance(value, tuple):
                 value = list(value)
             record[key] = value
@@ -749,12 +743,7 @@ class PSALMWebDemo:
                      area=int(mask.sum()),
                      box=box))
         prediction = dict(prompt=prompt_record, **pred)
-        prediction['masks'] = [
-            dict(size=[int(s) for s in rle['size']],
-                 counts=rle['counts'].decode('ascii'))
-            for rle in (mask_utils.encode(np.asfortranarray(
-                m.astype(np.uint8))) for m in masks)
-        ]
+        prediction['masks'] = [encode_rle(m) for m in masks]
         shown = len(items)
         status = (f'{task}: {shown} mask{"s" * (shown != 1)} in '
                   f'{seconds:.2f} s ({reuse})')

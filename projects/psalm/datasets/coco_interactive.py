@@ -420,6 +420,7 @@ class COCOInteractiveDataset(BaseDetDataset):
             ``data_root``, ``data_prefix=dict(img=...)``, ``pipeline``,
             ``test_mode``, ...).
     """
+    TASK = 'interactive'
 
     def __init__(self, *args, prompt_type: Optional[str] = None,
                  **kwargs) -> None:
@@ -573,7 +574,7 @@ class COCOInteractiveDataset(BaseDetDataset):
             dict: The pipeline output.
         """
         data_info = self.get_data_info(idx)
-        data_info['prompt'] = dict(task='interactive')
+        data_info['prompt'] = dict(task=self.TASK)
         data_info['prompt_type'] = [
             self.prompt_type or str(np.random.choice(inst['prompt_types']))
             for inst in data_info['instances']

@@ -38,6 +38,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import OptConfigType
+from ..evaluation.functional.panoptic_quality import rgb2id
 from .inference.predictions import CATEGORY_TASKS, fill_prediction
 
 __all__ = ['TrivialBaseline', 'fit_class_colours', 'majority_answer']
@@ -60,12 +61,6 @@ DEFAULT_TEST_CFG = dict(
     max_per_image=100,
     gres_threshold=0.6,
     gres_fallback_top1=False)
-
-
-def _rgb_to_id(png: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG (RGB) -> segment ids."""
-    png = png.astype(np.int64)
-    return png[..., 0] + 256 * png[..., 1] + 256 * 256 * png[..., 2]
 
 
 def fit_class_colours(ann_file: str, seg_dir: str, img_dir: str,
@@ -94,8 +89,8 @@ def fit_class_colours(ann_file: str, seg_dir: str, img_dir: str,
         img = images[ann['image_id']]
         rgb = mmcv.imread(osp.join(img_dir, img['file_name']),
                           channel_order='rgb').astype(np.float64)
-        ids = _rgb_to_id(mmcv.imread(osp.join(seg_dir, ann['file_name']),
-                                     channel_order='rgb'))
+        ids = rgb2id(mmcv.imread(osp.join(seg_dir, ann['file_name']),
+                                 channel_order='rgb'))
         for seg in ann['segments_info']:
             mask = ids == seg['id']
             c = index[seg['category_id']]

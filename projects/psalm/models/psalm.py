@@ -217,8 +217,7 @@ class PSALM(BaseModel):
             part = getattr(self, name, None)
             if not isinstance(part, nn.Module):
                 continue
-            if mode and name == 'language_model' and _checkpoints_safely(
-                    part):
+            if mode and _checkpoints_safely(part):
                 continue
             part.eval()
         return self

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from ..coco_interactive import segmentation_to_mask
 
 __all__ = ['ObjectPrompts', 'ImageExamples', 'load_examples']
 
@@ -56,13 +57,6 @@ class ImageExamples:
     objects: List[ObjectPrompts]
     expressions: List[Dict]
     questions: List[Dict]
-
-
-def _decode(segmentation, height: int, width: int) -> np.ndarray:
-    rle = mask_utils.frPyObjects(segmentation, height, width) if isinstance(
-        segmentation, list) else segmentation
-    mask = mask_utils.decode(rle)
-    return (mask.any(-1) if mask.ndim == 3 else mask).astype(bool)
 
 
 def _object_prompts(ann: Dict, mask: np.ndarray) -> ObjectPrompts:
@@ -128,7 +122,8 @@ def load_examples(data_root: str,
         image = matches[0]
     h, w = image['height'], image['width']
     anns = [a for a in coco['annotations'] if a['image_id'] == image['id']]
-    masks = {a['id']: _decode(a['segmentation'], h, w) for a in anns}
+    masks = {a['id']: segmentation_to_mask(a['segmentation'], h, w)
+             for a in anns}
     objects = sorted((_object_prompts(a, masks[a['id']]) for a in anns),
                      key=lambda o: -int(o.mask.sum()))
 

@@ -140,16 +140,15 @@ def lora_layer_names(model: nn.Module) -> Sequence[str]:
     ]
 
 
-def _scaling_of(key: str, scalings: Dict[str, Tensor]) -> Tuple[str, float]:
-    """The language-model prefix owning ``key`` and its scaling."""
+def _scaling_of(key: str, scalings: Dict[str, Tensor]) -> float:
+    """The scaling of the language model owning ``key``."""
     owners = [prefix for prefix in scalings if key.startswith(prefix)]
     if not owners:
         raise ValueError(
             f'state dict: LoRA weight {key!r} has no {SCALING_KEY!r} entry '
             'of its language model (a checkpoint of this repository always '
             'has one); cannot merge it')
-    prefix = max(owners, key=len)
-    return prefix, float(scalings[prefix])
+    return float(scalings[max(owners, key=len)])
 
 
 @torch.no_grad()
@@ -195,7 +194,7 @@ def merge_lora_state_dict(
         if base_key not in state_dict:
             raise ValueError(f'state dict: layer {layer!r} has a LoRA adapter'
                              f' but no {base_key!r}')
-        _, scaling = _scaling_of(layer, scalings)
+        scaling = _scaling_of(layer, scalings)
         weight = state_dict[base_key]
         lora_a = state_dict[f'{layer}.lora_A.{ADAPTER}.weight'].float()
         lora_b = state_dict[f'{layer}.lora_B.{ADAPTER}.weight'].float()
