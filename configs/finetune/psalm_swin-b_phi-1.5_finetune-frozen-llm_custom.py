@@ -3,12 +3,10 @@
 # and the mask generator train (the LLM still passes gradients back to the
 # projector). bf16 autocast. Data, schedule and starting weights: the full
 # recipe this inherits.
-# Memory (docs/finetune.md; computed, not measured): peak about 16 GiB per
-# GPU at 1024x1024 with 1 image per GPU, 34 GiB with 4 -> a 24 GB GPU with
-# 1-2 images per GPU, 40 GB with 4. A frozen part runs in eval mode, where
-# Hugging Face turns gradient checkpointing off: the LLM's activations are
-# all kept (the LoRA recipe keeps the LLM in train mode and checkpoints
-# it).
+# Memory (docs/finetune.md; computed, not measured): peak about 12 GiB per
+# GPU at 1024x1024 with 1 image per GPU, 22 GiB with 4 -> a 24 GB GPU. The
+# frozen LLM checkpoints (gradient_checkpointing=True, no dropout: PSALM
+# keeps it in train mode, where Hugging Face checkpoints).
 _base_ = ['./psalm_swin-b_phi-1.5_finetune-full_custom.py']
 
 model = dict(frozen_modules=('backbone', 'language_model'))

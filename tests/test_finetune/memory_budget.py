@@ -95,8 +95,10 @@ COUNTS = {
 RECIPES = {
     'full': (('projector', 'language_model', 'condition_encoder',
               'mask_generator', 'mask_tokens'), True, False),
+    # a frozen, checkpointed LLM without dropout stays in train mode and
+    # checkpoints (PSALM.train)
     'frozen LLM': (('projector', 'condition_encoder', 'mask_generator',
-                    'mask_tokens'), False, False),
+                    'mask_tokens'), True, False),
     'LoRA r=16': (('projector', 'condition_encoder', 'mask_generator',
                    'mask_tokens'), True, True),
 }
