@@ -8,8 +8,10 @@ _base_ = [
     './_base_/strategies/fsdp.py',
 ]
 
-# bf16 autocast; bf16 has fp32's range, so the loss scale stays 1
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0)
+# bf16 autocast; bf16 has fp32's range, so the loss scale stays 1; the
+# FSDP-aware scaler agrees on skipped steps across ranks (ShardedGradScaler)
+optim_wrapper = dict(
+    type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0, use_fsdp=True)
 
 # keep the GPUs fed: 1024x1024 decoding, resizing and panoptic PNGs
 train_dataloader = dict(

@@ -25,6 +25,6 @@ strategy = dict(
     state_dict_cfg='full')
 # The config that includes this file sets
 #   optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16',
-#                        loss_scale=1.0)
+#                        loss_scale=1.0, use_fsdp=True)
 # (mmengine forbids the same key in two bases, and the schedule defines
 # optim_wrapper)
