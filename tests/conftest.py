@@ -35,7 +35,7 @@ def tiny_checkpoint(repo_root, tmp_path_factory) -> str:
 
 @pytest.fixture(scope='session')
 def shapesworld_model(tmp_path_factory) -> dict:
-    """A tiny PSALM trained briefly on a 2-image ShapesWorld (about 2 min,
+    """A tiny PSALM trained briefly on a 2-image ShapesWorld (about 3 min,
     once per session; tests/shapesworld_testing.py): ``config``,
     ``checkpoint``, ``data_root``, ``image`` (a training image), ``targets``
     (``text``, ``point``, ``mask`` of its objects) and ``examples``.

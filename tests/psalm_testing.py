@@ -1,7 +1,9 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 """Test helpers: a tiny PSALM and real-image samples for every task."""
+import importlib.util
 import json
 import os.path as osp
+import types
 
 import mmcv
 import numpy as np
@@ -15,9 +17,20 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmdet.utils import register_all_modules
 
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 IMAGE_SIZE = 256
 TASKS = ('panoptic', 'semantic', 'instance', 'referring', 'gres',
          'interactive', 'vos', 'vqa', 'caption')
+
+
+def load_tool(rel_path: str) -> types.ModuleType:
+    """Import a script of this repository (e.g. ``'tools/demo.py'``) as a
+    module: its functions and ``main(argv)`` run in-process."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(rel_path))[0], osp.join(REPO_ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_tiny_psalm(repo_root: str, cfg_options: dict = None):

@@ -62,8 +62,8 @@ then
   exit 1
 fi
 grep "Iter(train)" "$WORK_DIR/swin_pretrain.log" | tail -n 1 | cut -c1-160
-SWIN="$WORK_DIR/swin_pretrain/$(basename "$(cat "$WORK_DIR/swin_pretrain/last_checkpoint")")"
 
+# (the training config loads the Swin from $WORK_DIR/swin_pretrain/)
 echo "[quickstart] 3/6 training the tiny PSALM (frozen pre-trained Swin)" \
   "jointly on panoptic, referring, interactive and vqa batches" \
   "($NPROC process(es)): $CONFIG"
@@ -71,12 +71,10 @@ if [ "$NPROC" -gt 1 ]; then
   # the config's total batch (2 x 2) is kept with any process count
   PORT="${PORT:-29533}" bash tools/dist_train.sh "$CONFIG" "$NPROC" \
     --work-dir "$WORK_DIR" \
-    --cfg-options train_dataloader.batch_size=$(( 4 / NPROC )) \
-    model.backbone.init_cfg.checkpoint="$SWIN"
+    --cfg-options train_dataloader.batch_size=$(( 4 / NPROC ))
 else
   python tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
-    --cfg-options train_dataloader.batch_size=4 \
-    model.backbone.init_cfg.checkpoint="$SWIN"
+    --cfg-options train_dataloader.batch_size=4
 fi
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"
 t2=$(date +%s)

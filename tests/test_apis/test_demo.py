@@ -1,6 +1,5 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 """tools/demo.py writes the picture and the json of one prompt."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -11,16 +10,9 @@ import mmcv
 import pycocotools.mask as mask_utils
 import pytest
 from config_testing import TINY_MODEL
+from psalm_testing import load_tool
 
 DEMO = 'tools/demo.py'
-
-
-def _load_demo(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'psalm_demo', osp.join(repo_root, DEMO))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_demo_subprocess_writes_png_and_json(repo_root, image_path,
@@ -57,7 +49,7 @@ def test_demo_prompt_options(repo_root, image_path, tiny_checkpoint, tmp_path,
     classes.write_text('person\n\nhorse\ntree\n')
     prompt = [str(classes) if p == 'CLASSES' else p for p in prompt]
     extra = ['--task', 'semantic'] if task == 'semantic' else []
-    picture, json_path = _load_demo(repo_root).main([
+    picture, json_path = load_tool(DEMO).main([
         image_path, '--config', osp.join(repo_root, TINY_MODEL),
         '--checkpoint', tiny_checkpoint, '--out-dir', str(tmp_path)
     ] + prompt + extra)
@@ -76,12 +68,12 @@ def test_demo_prompt_options(repo_root, image_path, tiny_checkpoint, tmp_path,
 
 def test_demo_rejects_two_prompts(repo_root, image_path, tiny_checkpoint):
     with pytest.raises(SystemExit):
-        _load_demo(repo_root).main([
+        load_tool(DEMO).main([
             image_path, '--config', TINY_MODEL, '--checkpoint',
             tiny_checkpoint, '--text', 'a', '--points', '1,2'
         ])
     with pytest.raises(SystemExit):
-        _load_demo(repo_root).main([
+        load_tool(DEMO).main([
             image_path, '--config', TINY_MODEL, '--checkpoint',
             tiny_checkpoint, '--points', '1,2,3'
         ])

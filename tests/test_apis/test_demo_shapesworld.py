@@ -3,24 +3,15 @@
 prompt kind the saved json mask and the saved picture mark the intended
 object (the model is the session's ``shapesworld_model``; its image is a
 training image, so this checks the demo, not generalisation)."""
-import importlib.util
 import json
-import os.path as osp
 
 import mmcv
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+from psalm_testing import load_tool
 
 DEMO = 'tools/demo.py'
-
-
-def _demo(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'psalm_demo', osp.join(repo_root, DEMO))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -28,7 +19,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _run(repo_root, model, tmp_path, prompt):
-    picture, json_path = _demo(repo_root).main(
+    picture, json_path = load_tool(DEMO).main(
         [model['image'], '--config', model['config'], '--checkpoint',
          model['checkpoint'], '--out-dir', str(tmp_path), '--device', 'cpu'] +
         prompt)
@@ -112,8 +103,14 @@ def test_categories_find_the_object(repo_root, model, obj, tmp_path):
 
 
 def test_question_gives_a_text_answer(repo_root, model, tmp_path):
+    question = 'How many circles are there?'
     picture, result, _ = _run(repo_root, model, tmp_path,
-                              ['--question', 'How many circles are there?'])
+                              ['--question', question])
     assert result['task'] == 'vqa' and isinstance(result['answer'], str)
+    # the model's own answer (greedy decoding), not any string
+    from projects.psalm.apis import PSALMInferencer
+    direct = PSALMInferencer(model['config'], model['checkpoint'],
+                             device='cpu')(model['image'], question=question)
+    assert result['answer'] == direct['predictions'][0]['answer']
     image = mmcv.imread(model['image'], channel_order='rgb')
     assert _marked(picture, image).any()  # the answer is written on it

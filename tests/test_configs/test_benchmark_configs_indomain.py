@@ -9,7 +9,6 @@
   tiny random PSALM through the real configs on the fixture images and
   prints finite metrics in [0, 100].
 """
-import importlib.util
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from config_testing import (BENCH, PQ_KEYS, SEM_KEYS, benchmark_config,
                             save_random_checkpoint, tiny_config)
 from mmengine.dataset import pseudo_collate
 from mmengine.structures import InstanceData, PixelData
+from psalm_testing import load_tool
 
 import projects.psalm  # noqa: F401
 from mmdet.evaluation.functional import INSTANCE_OFFSET
@@ -197,11 +197,7 @@ def _interactive_on_fixture(cfg, data_root, ann_file):
 def fixture_tree(repo_root, tmp_path_factory):
     """The README's data/ tree made of the fixtures by
     tools/misc/prepare_fixture_data.py; returns its paths."""
-    path = osp.join(repo_root, 'tools/misc/prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/misc/prepare_fixture_data.py')
     return module.prepare(str(tmp_path_factory.mktemp('data')))
 
 

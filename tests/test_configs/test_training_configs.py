@@ -26,22 +26,13 @@ from mmengine.runner import Runner
 
 import projects.psalm  # noqa: F401
 from config_testing import save_random_checkpoint, tiny_config
+from psalm_testing import load_tool
 from mmdet.registry import DATA_SAMPLERS, DATASETS, MODELS
 from mmdet.utils import register_all_modules
 
 
-def _load_fixture_data_module():
-    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'misc',
-                    'prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # the fixture tree with the configs' file names (tools/misc)
-fixture_data = _load_fixture_data_module()
+fixture_data = load_tool('tools/misc/prepare_fixture_data.py')
 
 STAGE1 = 'configs/psalm_swin-b_phi-1.5_16xb8-4650it_cc3m-align.py'
 STAGE2 = ('configs/psalm_swin-b_phi-1.5_16xb4-56k_'

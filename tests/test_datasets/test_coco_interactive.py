@@ -3,7 +3,6 @@
 visual-prompt transforms, on the real COCO val2017 sample (2 images, 50 RLE
 segments, 3 of them crowd)."""
 import copy
-import importlib.util
 import io
 import json
 import os.path as osp
@@ -14,6 +13,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from psalm_testing import load_tool
 from scipy import ndimage
 
 import projects.psalm  # noqa: F401  (registers the dataset / transforms)
@@ -33,15 +33,6 @@ BUILDER = 'tools/dataset_converters/build_coco_interactive.py'
 IMAGE_SIZE = 256
 # pixel rasterisation: pixel centre vs curve point (0.71 px) + line drawing
 RASTER_TOL = 1.5
-
-
-def load_tool(repo_root: str, rel_path: str):
-    """Import a tools/ script as a module (its ``main(argv)`` in-process)."""
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(osp.basename(rel_path))[0], osp.join(repo_root, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def decode(rle: dict) -> np.ndarray:
@@ -65,7 +56,7 @@ def built(repo_root, coco_json, image_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp('coco_interactive') / 'seed0.json')
     stdout, stderr = io.StringIO(), io.StringIO()
     with redirect_stdout(stdout), redirect_stderr(stderr):
-        stats = load_tool(repo_root, BUILDER).main(
+        stats = load_tool(BUILDER).main(
             [coco_json, out, '--seed', '0', '--image-root', image_dir])
     with open(out) as f:
         entries = json.load(f)
@@ -296,7 +287,7 @@ def test_mask_rule(regions):
 def test_builder_deterministic_and_seed_dependent(repo_root, built,
                                                   coco_json, image_dir,
                                                   tmp_path):
-    builder = load_tool(repo_root, BUILDER)
+    builder = load_tool(BUILDER)
     again, other = str(tmp_path / 'again.json'), str(tmp_path / 'seed1.json')
     builder.main([coco_json, again, '--image-root', image_dir])  # seed 0
     builder.main([coco_json, other, '--seed', '1'])
@@ -317,7 +308,7 @@ def test_builder_deterministic_and_seed_dependent(repo_root, built,
 
 
 def test_builder_reports_and_raises(repo_root, coco_json, tmp_path):
-    builder = load_tool(repo_root, BUILDER)
+    builder = load_tool(BUILDER)
     with open(coco_json) as f:
         coco = json.load(f)
     coco['images'].append(

@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.evaluator import Evaluator
 from mmengine.structures import InstanceData, PixelData
 from PIL import Image
+from psalm_testing import load_tool
 from pycocotools import mask as mask_utils
 
 import projects.psalm  # noqa: F401
@@ -150,13 +151,7 @@ def test_bad_arguments(tree, tmp_path):
 
 
 def test_cli_prints_counts(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'generate_shapesworld',
-        osp.join(REPO, 'tools', 'dataset_converters',
-                 'generate_shapesworld.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_tool('tools/dataset_converters/generate_shapesworld.py')
     out = str(tmp_path / 'cli')
     result = cli.main([out, '--num-train', '2', '--num-val', '1',
                        '--num-videos', '1', '--seed', '3'])

@@ -21,7 +21,6 @@ PNG per object), an objects table (CSV) and a table of referring expressions
 Train and val are the same two images (a plumbing check, not a benchmark).
 """
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -32,10 +31,10 @@ from typing import Dict
 
 import cv2
 import numpy as np
+from psalm_testing import load_tool
 
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 SAMPLE = osp.join(REPO_ROOT, 'tests', 'data', 'coco_panoptic_sample')
-CONVERTERS = osp.join(REPO_ROOT, 'tools', 'dataset_converters')
 # COCO name -> the user's name
 RENAME = {
     'person': 'player',
@@ -59,11 +58,7 @@ FOLDER_IMAGE = '000000439180.jpg'   # masks as one PNG per object
 
 def load_converter(name: str):
     """Import ``tools/dataset_converters/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(CONVERTERS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/dataset_converters/{name}.py')
 
 
 def _quiet(main, argv):

@@ -13,7 +13,6 @@
   ``tools/analysis_tools/browse_dataset.py`` draws every task of a recipe.
 """
 import csv
-import importlib.util
 import json
 import os.path as osp
 
@@ -25,6 +24,7 @@ from custom_data import (FOLDER_IMAGE, ID_MAP_IMAGE, RENAME, SAMPLE, STUFF,
                          load_converter)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from psalm_testing import load_tool
 
 from projects.psalm.evaluation.functional.panoptic_quality import rgb2id
 
@@ -288,11 +288,7 @@ def test_psalm_datasets_read_the_custom_data(custom_data, repo_root):
 
 def test_browse_dataset_draws_every_task_of_a_recipe(custom_data, repo_root,
                                                      tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'browse_dataset',
-        osp.join(repo_root, 'tools', 'analysis_tools', 'browse_dataset.py'))
-    browse = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(browse)
+    browse = load_tool('tools/analysis_tools/browse_dataset.py')
     recipe = osp.join(repo_root, 'configs', 'finetune',
                       'psalm_swin-b_phi-1.5_finetune-full_custom.py')
     key = 'train_dataloader.dataset.datasets'

@@ -11,12 +11,10 @@
   checkpoint whose model, built without LoRA, gives the LoRA model's outputs
   on a real image for every task (within 1e-5).
 """
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
-from psalm_testing import RealSample, build_tiny_psalm
+from psalm_testing import RealSample, build_tiny_psalm, load_tool
 
 from projects.psalm.models.lmm.language_model import PhiLanguageModel
 from projects.psalm.models.lmm.lora import (build_lora_config,
@@ -173,11 +171,7 @@ def test_merge_tool_gives_the_same_outputs(repo_root, sample, tmp_path):
     src = str(tmp_path / 'lora.pth')
     torch.save({'state_dict': lora.state_dict(), 'meta': {'iter': 3},
                 'message_hub': {}}, src)
-    spec = importlib.util.spec_from_file_location(
-        'merge_lora',
-        osp.join(repo_root, 'tools', 'model_converters', 'merge_lora.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/model_converters/merge_lora.py')
     dst = str(tmp_path / 'merged.pth')
     assert tool.main([src, dst]) == 12
     merged = torch.load(dst, weights_only=True)

@@ -16,7 +16,6 @@
 * the ZeRO-1 recipe trains with 2 CPU processes;
 * the gres and interactive custom test configs read the converted val files.
 """
-import importlib.util
 import math
 import os
 import os.path as osp
@@ -29,6 +28,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from psalm_testing import load_tool
 from recipe_testing import (OFFICIAL_LORA, RECIPES, REPO_ROOT, TEST_GRES,
                             TEST_INTERACTIVE, parse_metrics, run, tiny_recipe,
                             tiny_test_config, train_losses)
@@ -97,15 +97,6 @@ def test_official_lora_recipe_keeps_the_official_model():
     assert cfg.load_from == 'checkpoints/psalm_official.pth'
 
 
-def _merge_tool():
-    spec = importlib.util.spec_from_file_location(
-        'merge_lora',
-        osp.join(REPO_ROOT, 'tools', 'model_converters', 'merge_lora.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _state(path):
     return torch.load(path, weights_only=True)['state_dict']
 
@@ -151,7 +142,8 @@ def test_finetune_recipe_end_to_end(name, custom_data, tiny_checkpoint,
         adapters = [k for k in after if '.lora_B.' in k]
         assert adapters and all(after[k].abs().sum() > 0 for k in adapters)
         merged = str(tmp_path / 'merged.pth')
-        assert _merge_tool().main([ckpt, merged]) == 12
+        assert load_tool('tools/model_converters/merge_lora.py').main(
+            [ckpt, merged]) == 12
         ckpt = merged
 
     test_config = tiny_test_config(custom_data['root'], str(tmp_path))

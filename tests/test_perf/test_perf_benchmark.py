@@ -3,12 +3,11 @@
 to be, it runs end to end on the tiny model, and many prompts on one image
 cost at most twice one prompt (counted in FLOPs, which a shared CPU cannot
 disturb)."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
+from psalm_testing import load_tool
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmdet.registry import MODELS
@@ -16,10 +15,7 @@ from mmdet.registry import MODELS
 
 @pytest.fixture(scope='module')
 def bench(repo_root):
-    path = osp.join(repo_root, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('psalm_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/analysis_tools/benchmark.py')
     import projects.psalm  # noqa: F401
     from mmdet.utils import register_all_modules
     register_all_modules()

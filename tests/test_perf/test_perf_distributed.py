@@ -137,22 +137,14 @@ def test_ddp_step_with_gradient_checkpointing(distributed_records):
 # ----------------------------------------------------------------------
 # FlexibleRunner strategies
 # ----------------------------------------------------------------------
-def _load_fixture_data_module(repo_root: str):
-    path = osp.join(repo_root, 'tools', 'misc', 'prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _strategy_config(repo_root: str, config: str, data_tree: str,
                      work_dir: str, iters: int) -> Config:
     """The tiny model in ``config`` on the fixture data: batch 2, no
     workers, ``iters`` iterations, tasks in round robin."""
     from config_testing import tiny_config
+    from psalm_testing import load_tool
     cfg = tiny_config(config, repo_root)
-    fixture_data = _load_fixture_data_module(repo_root)
+    fixture_data = load_tool('tools/misc/prepare_fixture_data.py')
     cfg.merge_from_dict(fixture_data.joint_data_roots(data_tree))
     loader = cfg.train_dataloader
     loader.update(batch_size=2, num_workers=0, persistent_workers=False,
@@ -180,7 +172,8 @@ def _fsdp_part(repo_root: str, data_tree: str, work_dir: str) -> dict:
     # CPU only: mmengine's AmpOptimWrapper asserts a GPU, and FSDP takes
     # the device explicitly (mmengine passes the local rank, a CUDA index)
     cfg.optim_wrapper.type = 'OptimWrapper'
-    for key in ('dtype', 'loss_scale'):
+    assert cfg.optim_wrapper.use_fsdp is True
+    for key in ('dtype', 'loss_scale', 'use_fsdp'):
         cfg.optim_wrapper.pop(key)
     cfg.strategy.model_wrapper.device_id = torch.device('cpu')
     # the config's full state dict, without offload_to_cpu: FSDP1 of torch
@@ -228,7 +221,8 @@ def _worker(rank: int, world_size: int, port: str, repo_root: str,
 @pytest.fixture(scope='module')
 def data_tree(repo_root, tmp_path_factory):
     """The README's data/ tree made of the test fixtures."""
-    fixture_data = _load_fixture_data_module(repo_root)
+    from psalm_testing import load_tool
+    fixture_data = load_tool('tools/misc/prepare_fixture_data.py')
     return fixture_data.prepare(str(tmp_path_factory.mktemp('data')))['root']
 
 

@@ -10,7 +10,6 @@ tools/misc/prepare_fixture_data.py, with one file of the tree replaced by a
 broken copy, and, for the prompt checks, through the tiny PSALM.
 """
 import copy
-import importlib.util
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+from psalm_testing import load_tool
 
 import projects.psalm  # noqa: F401  (registers everything)
 from mmdet.registry import DATASETS, METRICS
@@ -42,11 +42,7 @@ IMAGES = ('000000142238.jpg', '000000439180.jpg')
 # ----------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def tree(repo_root, tmp_path_factory):
-    path = osp.join(repo_root, 'tools', 'misc', 'prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/misc/prepare_fixture_data.py')
     return module.prepare(str(tmp_path_factory.mktemp('bad') / 'data'))
 
 

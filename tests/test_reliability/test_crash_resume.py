@@ -11,7 +11,6 @@ logged loss of the iterations after the checkpoint equals the uninterrupted
 run's (model, optimizer, scheduler, sampler position and RNG states all
 restored; data loading reseeded per batch in the workers).
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,6 +20,7 @@ import sys
 import time
 
 import pytest
+from psalm_testing import load_tool
 
 from projects.psalm.engine import load_weights_only
 
@@ -29,18 +29,9 @@ MAX_ITERS = 8
 INTERVAL = 3
 
 
-def _prepare_module(repo_root):
-    path = osp.join(repo_root, 'tools', 'misc', 'prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def data_options(repo_root, tmp_path_factory):
-    module = _prepare_module(repo_root)
+    module = load_tool('tools/misc/prepare_fixture_data.py')
     root = str(tmp_path_factory.mktemp('crash') / 'data')
     module.prepare(root)
     return [f'{k}={v}' for k, v in module.joint_data_roots(root).items()]

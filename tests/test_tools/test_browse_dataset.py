@@ -1,12 +1,12 @@
 # Copyright (c) PSALM-OpenMMLab authors. All rights reserved.
 """tools/analysis_tools/browse_dataset.py on a real COCO-Interactive sample:
 the prompt colour is exactly where the resized prompt masks are."""
-import importlib.util
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
+from psalm_testing import load_tool
 from scipy import ndimage
 
 import projects.psalm  # noqa: F401  (registers the dataset / transforms)
@@ -16,15 +16,6 @@ from projects.psalm.visualization import PROMPT_COLOR, prompt_lines
 from projects.psalm.visualization.browse import PALETTE
 
 SAMPLE = 'coco_panoptic_sample'
-
-
-def load_tool(repo_root: str, rel_path: str):
-    """Import a tools/ script as a module (its ``main(argv)`` in-process)."""
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(osp.basename(rel_path))[0], osp.join(repo_root, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def dataset_cfg(ann_file: str, image_dir: str, prompt_type: str) -> dict:
@@ -48,10 +39,8 @@ def browsed(repo_root, data_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('browse')
     root = osp.join(data_root, SAMPLE)
     ann_file = str(tmp / 'coco_interactive.json')
-    load_tool(repo_root,
-              'tools/dataset_converters/build_coco_interactive.py').main(
-                  [osp.join(root, 'panoptic_coco_detection_format.json'),
-                   ann_file])
+    load_tool('tools/dataset_converters/build_coco_interactive.py').main(
+        [osp.join(root, 'panoptic_coco_detection_format.json'), ann_file])
     image_dir = osp.join(root, 'input_images')
     datasets = [dataset_cfg(ann_file, image_dir, t)
                 for t in ('point', 'scribble')]
@@ -61,9 +50,9 @@ def browsed(repo_root, data_root, tmp_path_factory):
         "custom_imports = dict(imports=['projects.psalm'])\n"
         f'train_dataloader = dict(dataset=dict(type=\'ConcatDataset\', '
         f'datasets={datasets!r}))\n')
-    paths = load_tool(repo_root, 'tools/analysis_tools/browse_dataset.py'
-                      ).main([str(config), '--output-dir', str(tmp / 'out'),
-                              '--num', '1', '--task-index', '1'])
+    paths = load_tool('tools/analysis_tools/browse_dataset.py').main(
+        [str(config), '--output-dir', str(tmp / 'out'), '--num', '1',
+         '--task-index', '1'])
     register_all_modules()
     item = DATASETS.build(datasets[1])[0]
     return paths, item

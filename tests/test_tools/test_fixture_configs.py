@@ -14,7 +14,6 @@ data they read, the configs and a short run of them.
   each task) and tools/test.py evaluates that checkpoint with the
   COCO-Interactive point config on the tree.
 """
-import importlib.util
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import pytest
 import torch
 from config_testing import tiny_config
 from mmengine.config import Config
+from psalm_testing import load_tool
 
 TRAIN = 'configs/fixtures/psalm_tiny_1xb2-1000it_fixtures.py'
 TEST = 'configs/fixtures/psalm_tiny_test_{}.py'
@@ -42,20 +42,11 @@ def _load(repo_root, config):
     return Config.fromfile(osp.join(repo_root, config))
 
 
-def _prepare_module(repo_root):
-    path = osp.join(repo_root, 'tools', 'misc', 'prepare_fixture_data.py')
-    spec = importlib.util.spec_from_file_location('prepare_fixture_data',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tree(repo_root, tmp_path_factory):
     """The fixture tree, laid out twice in the same folder (the second run
     replaces the first)."""
-    module = _prepare_module(repo_root)
+    module = load_tool('tools/misc/prepare_fixture_data.py')
     out = str(tmp_path_factory.mktemp('quickstart') / 'data')
     module.prepare(out)
     return module.prepare(out)
@@ -256,7 +247,7 @@ def test_short_run(repo_root, tree, tmp_path):
     """4 iterations of the training config (round robin: one batch of each
     task) on the tree, then its checkpoint through the COCO-Interactive
     point config."""
-    module = _prepare_module(repo_root)
+    module = load_tool('tools/misc/prepare_fixture_data.py')
     work_dir = str(tmp_path / 'work')
     options = [f'{k}={v}' for k, v in module.joint_data_roots(
         tree['root']).items()]

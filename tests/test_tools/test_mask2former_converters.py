@@ -17,7 +17,6 @@
   equals detectron2's Swin merging;
 * the restricted unpickler refuses non-numpy globals without running them.
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
+from psalm_testing import load_tool
 
 import mmdet
 from mmdet.registry import MODELS
@@ -54,11 +54,7 @@ FPN_BIASES = {
 def cli(repo_root):
     import projects.psalm  # noqa: F401
     register_all_modules()
-    spec = importlib.util.spec_from_file_location(
-        'mask2former_to_psalm', osp.join(repo_root, CONVERTER))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(CONVERTER)
 
 
 def build_on_meta(cfg):

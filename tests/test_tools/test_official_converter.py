@@ -24,7 +24,6 @@ tools/model_converters/psalm_official_to_mmpsalm.py).
   ``model.mm_projector.*`` only) converts to ``projector.*``: full-size
   shapes, and a tiny ``.bin`` through the CLI.
 """
-import importlib.util
 import math
 import os.path as osp
 
@@ -32,7 +31,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from psalm_testing import RealSample
+from psalm_testing import RealSample, load_tool
 
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
@@ -43,6 +42,7 @@ from projects.psalm.models.official_keys import (
 OFFICIAL_CONFIG = 'configs/_base_/models/psalm_official.py'
 KEY_LIST = 'tests/data/official_keys/psalm_state_dict_keys.txt'
 TINY_HEADS = 4
+CONVERTER = 'tools/model_converters/psalm_official_to_mmpsalm.py'
 
 
 def read_key_list(path):
@@ -268,12 +268,7 @@ def test_cli_converts_safetensors(tiny_pair, repo_root, tmp_path, capsys):
     save_file({k: v.clone().contiguous() for k, v in official.items()}, src)
     config = str(tmp_path / 'tiny_official.py')
     cfg.dump(config)
-    spec = importlib.util.spec_from_file_location(
-        'psalm_official_to_mmpsalm',
-        osp.join(repo_root,
-                 'tools/model_converters/psalm_official_to_mmpsalm.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_tool(CONVERTER)
     dst = str(tmp_path / 'converted.pth')
     cli.main([src, dst, '--config', config])
     printed = capsys.readouterr().out
@@ -289,16 +284,6 @@ def test_cli_converts_safetensors(tiny_pair, repo_root, tmp_path, capsys):
     save_file({k: v.clone().contiguous() for k, v in official.items()}, src)
     with pytest.raises(ValueError, match='mask_generator.query_embed.weight'):
         cli.main([src, str(tmp_path / 'bad.pth'), '--config', config])
-
-
-def load_cli(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'psalm_official_to_mmpsalm',
-        osp.join(repo_root,
-                 'tools/model_converters/psalm_official_to_mmpsalm.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
 
 
 @pytest.fixture(scope='module')
@@ -330,7 +315,7 @@ def test_reference_key_list_converts_and_loads_strictly(
     assert not incompatible.missing_keys
     assert not incompatible.unexpected_keys
     # and the CLI's key-by-key, shape-by-shape check passes
-    load_cli(repo_root).check_against_model(state, official_meta, True)
+    load_tool(CONVERTER).check_against_model(state, official_meta, True)
 
 
 # ----------------------------------------------------------------------
@@ -532,7 +517,7 @@ def test_stage1_projector_bin_through_cli(tiny_pair, repo_root, tmp_path,
     config = str(tmp_path / 'tiny_official.py')
     cfg.dump(config)
     dst = str(tmp_path / 'stage1_projector.pth')
-    load_cli(repo_root).main([src, dst, '--config', config])
+    load_tool(CONVERTER).main([src, dst, '--config', config])
     assert 'stage-1 projector' in capsys.readouterr().out
     from projects.psalm.engine import load_weights_only
     state = load_weights_only(dst, map_location='cpu')['state_dict']

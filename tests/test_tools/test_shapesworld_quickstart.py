@@ -11,7 +11,6 @@ trivial baselines through tools/test.py, and the report.
   report.md, loss_curve.png and pictures of every prompt kind.
 """
 import glob
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -20,6 +19,7 @@ import sys
 
 import pytest
 from mmengine.config import Config
+from psalm_testing import load_tool
 
 SW = 'configs/shapesworld/'
 TRAIN = SW + 'psalm_tiny_2xb2-5k_shapesworld.py'
@@ -37,22 +37,17 @@ def _benchmarks(repo_root):
     return match.group(1).split()
 
 
-def _report_module(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'sw_report', osp.join(repo_root, REPORT))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_configs_and_report_agree(repo_root):
     script = _script(repo_root)
     assert f'CONFIG={TRAIN}' in script
     assert f'PRETRAIN_CONFIG={PRETRAIN}' in script
+    # step 2 writes where the training config reads the Swin from
+    assert 'WORK_DIR=work_dirs/quickstart\n' in script
+    assert '--work-dir "$WORK_DIR/swin_pretrain"' in script
     subprocess.run(['bash', '-n', 'tools/quickstart.sh'], cwd=repo_root,
                    check=True)
     benchmarks = _benchmarks(repo_root)
-    report = _report_module(repo_root)
+    report = load_tool(REPORT)
     assert [b[0] for b in report.BENCHMARKS] == benchmarks
     baselines = sorted(
         osp.basename(p)
@@ -166,7 +161,7 @@ def test_baselines_psalm_and_report(repo_root, shapesworld_model, tmp_path):
     assert proc.returncode != 0
     assert 'give the checkpoint to evaluate' in proc.stderr
 
-    report = _report_module(repo_root)
+    report = load_tool(REPORT)
     metrics = report.read_metrics(str(work / 'baseline_prompt_davis'))
     # copying the first frame: perfect on frame 0 only, objects move
     assert 0 < metrics['vos/J&F'] < 100

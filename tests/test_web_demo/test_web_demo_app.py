@@ -3,7 +3,6 @@
 tasks from the config, the default checkpoint, the messages for an empty
 prompt / a prompt outside the image / an untrained task, one encoding per
 image, the prompts drawn on the image, and the Gradio page's wiring."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from config_testing import TINY_MODEL
 from mmengine.config import Config
+from psalm_testing import load_tool
 
 from projects.psalm.apis.web_demo import (DEFAULT_CONFIG, TASKS, DemoError,
                                           PSALMWebDemo, default_checkpoint,
@@ -272,16 +272,8 @@ def test_build_app_wires_the_page(demo, data_root):
     assert task['props']['value'] == 'referring'
 
 
-def _load_tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'psalm_web_demo_tool', osp.join(repo_root, 'tools', 'web_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tool_arguments_and_errors(repo_root, tmp_path):
-    tool = _load_tool(repo_root)
+    tool = load_tool('tools/web_demo.py')
     args = tool.parse_args([])
     assert args.config == DEFAULT_CONFIG
     assert args.checkpoint is None and args.port == 7860
